@@ -1,0 +1,1 @@
+"""ablab core library."""

@@ -1,0 +1,49 @@
+"""Augmentation policies: named per-op ranges turned into Keras preprocessing layers.
+
+The layers live inside the model (first block), so they run on the GPU, only in training, and
+draw from Keras' seeded generators: with op determinism on, a seed gives the same augmentations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.config import AugmentConfig, OpRanges
+
+Policy = Callable[[OpRanges], OpRanges]
+POLICIES: dict[str, Policy] = {}
+
+
+def register(name: str) -> Callable[[Policy], Policy]:
+    def deco(fn: Policy) -> Policy:
+        POLICIES[name] = fn
+        return fn
+
+    return deco
+
+
+def resolve(cfg: AugmentConfig) -> OpRanges:
+    """The ranges a policy applies (custom policies use `augment.ops` as given)."""
+    return POLICIES[cfg.strength](cfg.ops)
+
+
+def build_layers(ops: OpRanges, seed: int | None = None) -> list:
+    import keras
+
+    L = keras.layers
+    layers = []
+    if ops.horizontal_flip:
+        layers.append(L.RandomFlip("horizontal", seed=seed))
+    if ops.rotation:
+        layers.append(L.RandomRotation(ops.rotation, seed=seed))
+    if ops.shear:
+        layers.append(L.RandomShear(ops.shear, ops.shear, seed=seed))
+    if ops.zoom:
+        layers.append(L.RandomZoom(ops.zoom, seed=seed))
+    if ops.translation:
+        layers.append(L.RandomTranslation(ops.translation, ops.translation, seed=seed))
+    if ops.brightness:
+        layers.append(L.RandomBrightness(ops.brightness, value_range=(0.0, 1.0), seed=seed))
+    if ops.contrast:
+        layers.append(L.RandomContrast(ops.contrast, value_range=(0.0, 1.0), seed=seed))
+    return layers

@@ -1,0 +1,8 @@
+from core.augment._base import register
+from core.config import OpRanges
+
+
+@register("none")
+def none(_: OpRanges) -> OpRanges:
+    """No augmentation: the model sees the training images as they are."""
+    return OpRanges()

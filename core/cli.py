@@ -1,0 +1,86 @@
+"""`ablab` command line. Heavy imports (TensorFlow, MLflow, Optuna) happen inside commands, so
+`ablab axes` and config errors answer instantly."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ablab: seeded, repeated ablation studies of image classifiers, "
+                       "tracked in MLflow.")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key=value "
+                   "(dotted path or axis alias), e.g. --set train.lr=3e-4")]
+UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI "
+                   "(default: $MLFLOW_TRACKING_URI or sqlite under mlruns/)")]
+StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage: RDB URL or "
+                       "journal-file path (default: $ABLAB_STORAGE or mlruns/optuna.journal)")]
+
+
+@app.command()
+def axes() -> None:
+    """List every axis an ablation or search can vary."""
+    from core.axes import describe, registered
+
+    table = Table(title="ablab axes", show_lines=False)
+    for col in ("path", "alias", "type", "values", "default"):
+        table.add_column(col, no_wrap=col in ("path", "alias", "type"))
+    table.add_column("meaning", ratio=1, min_width=30)
+    for a in registered():
+        d = describe(a)
+        table.add_row(*(d[k] for k in ("path", "alias", "type", "values", "default", "meaning")))
+    console.print(table)
+
+
+@app.command()
+def train(
+    experiment: Annotated[str, typer.Argument(help="name in experiments/ or a YAML path")],
+    seed: Annotated[int, typer.Option(help="the one seed of this trial")] = 0,
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Train one seeded trial and log it to MLflow."""
+    from core.config import load_experiment
+
+    exp = load_experiment(experiment, set_)
+    from core.trial import TrialSpec, run_trial
+
+    spec = TrialSpec(exp, seed, experiment_name=exp.name)
+    console.print(f"[bold]{exp.name}[/] seed={seed} trial={spec.hash}: training "
+                  f"{exp.train.epochs} epoch(s)...")
+    res = run_trial(spec, tracking_uri)
+    if res.status == "FAILED":
+        err_console.print(f"[red]trial failed[/]: {res.error} (run {res.run_id})")
+        raise typer.Exit(1)
+    m = res.metrics
+    console.print(
+        f"run {res.run_id}: outcome={res.outcome} test_accuracy="
+        f"{m.get('test_accuracy', float('nan')):.4f} epochs={int(m['epochs_run'])} "
+        f"train_time={m['train_time_s']:.1f}s")
+
+
+def main() -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        app()
+    except ConfigError as err:
+        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

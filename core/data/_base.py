@@ -1,0 +1,114 @@
+"""The data-source interface: a source yields images + labels; splitting is shared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from core.config import ConfigError, DataConfig
+
+
+@dataclass
+class Pool:
+    """What a source returns: either one pool of images, or pre-made splits."""
+
+    x: np.ndarray | None = None  # float32 NHWC in [0, 1]
+    y: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # train/validation/test
+
+
+@dataclass
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+Loader = Callable[[DataConfig], Pool]
+SOURCES: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    def deco(fn: Loader) -> Loader:
+        SOURCES[name] = fn
+        return fn
+
+    return deco
+
+
+def resize(x: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """NHWC float images -> size x size with `channels` channels (antialiased bilinear)."""
+    import tensorflow as tf
+
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[1:3] != (size, size):
+        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True).numpy()
+    if x.shape[-1] == 1 and channels == 3:
+        x = np.repeat(x, 3, axis=-1)
+    elif x.shape[-1] == 3 and channels == 1:
+        x = x.mean(axis=-1, keepdims=True)
+    return np.clip(x, 0.0, 1.0).astype("float32")
+
+
+def select_classes(x: np.ndarray, y: np.ndarray, names: list[str], classes: list[int] | None):
+    """Keep only `classes` (e.g. digits 5-9 for a transfer target), relabelled 0..k-1."""
+    if not classes:
+        return x, y, names
+    unknown = sorted(set(classes) - set(range(len(names))))
+    if unknown:
+        raise ConfigError(f"data.classes: {unknown} not in 0..{len(names) - 1}")
+    keep = np.isin(y, classes)
+    remap = {c: i for i, c in enumerate(classes)}
+    return x[keep], np.array([remap[v] for v in y[keep]], "int32"), [names[c] for c in classes]
+
+
+def _stratify(y: np.ndarray) -> np.ndarray | None:
+    counts = np.bincount(y)
+    return y if counts[counts > 0].min() >= 2 else None
+
+
+def subsample(x, y, fraction: float, seed: int):
+    if fraction >= 1.0:
+        return x, y
+    n = max(int(round(len(y) * fraction)), len(np.unique(y)))
+    xs, _, ys, _ = train_test_split(x, y, train_size=n, random_state=seed, stratify=_stratify(y))
+    return xs, ys
+
+
+def split(pool: Pool, cfg: DataConfig, split_seed: int) -> Dataset:
+    if pool.splits is not None:
+        x_tr, y_tr = pool.splits["train"]
+        x_te, y_te = pool.splits["test"]
+        if "validation" in pool.splits:
+            x_va, y_va = pool.splits["validation"]
+        else:
+            x_tr, x_va, y_tr, y_va = train_test_split(
+                x_tr, y_tr, test_size=cfg.val_fraction, random_state=split_seed,
+                stratify=_stratify(y_tr))
+    else:
+        x, y = pool.x, pool.y
+        x_rest, x_te, y_rest, y_te = train_test_split(
+            x, y, test_size=cfg.test_fraction, random_state=split_seed, stratify=_stratify(y))
+        val = cfg.val_fraction / (1.0 - cfg.test_fraction)
+        x_tr, x_va, y_tr, y_va = train_test_split(
+            x_rest, y_rest, test_size=val, random_state=split_seed, stratify=_stratify(y_rest))
+    x_tr, y_tr = subsample(x_tr, y_tr, cfg.train_fraction, split_seed)
+    return Dataset(x_tr, y_tr.astype("int32"), x_va, y_va.astype("int32"),
+                   x_te, y_te.astype("int32"), list(pool.class_names))

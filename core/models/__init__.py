@@ -1,0 +1,27 @@
+"""Model assembly: augmentation -> backbone (registered, one file each) -> head -> classifier."""
+
+from __future__ import annotations
+
+from core.augment import build_layers, resolve
+from core.config import Experiment
+from core.models import _cnn  # noqa: F401  (registration)
+from core.models._base import BACKBONES, register
+from core.models.heads import HEADS
+
+__all__ = ["BACKBONES", "HEADS", "build_model", "register"]
+
+
+def build_model(exp: Experiment, input_shape: tuple[int, int, int], n_classes: int):
+    import keras
+
+    inputs = keras.Input(input_shape, name="image")
+    aug = build_layers(resolve(exp.augment))
+    x = keras.Sequential(aug, name="augment")(inputs) if aug else inputs
+    backbone = BACKBONES[exp.model.backbone](exp.model, input_shape)
+    x = backbone(x)
+    x = HEADS[exp.model.head](x, exp.model)
+    if exp.model.dropout:
+        x = keras.layers.Dropout(exp.model.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
+                                 name="classifier")(x)
+    return keras.Model(inputs, outputs, name=exp.name.replace(" ", "_") or "model")

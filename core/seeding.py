@@ -1,0 +1,43 @@
+"""One seed for everything; strict mode adds TensorFlow op determinism."""
+
+from __future__ import annotations
+
+import os
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def seed_everything(seed: int, deterministic: str) -> None:
+    """`keras.utils.set_random_seed` seeds Python, NumPy and TF (init, shuffle, dropout,
+    augmentation). Op determinism is process-wide and cannot be switched off again, so a worker
+    that ran one strict trial stays strict; that only costs speed, never reproducibility."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    if deterministic == "strict":
+        tf.config.experimental.enable_op_determinism()
+
+
+def device_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return details.get("device_name", gpus[0].name)
+
+
+def configure_gpus() -> None:
+    """Let several workers share one GPU: allocate memory as needed, not all up front."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised
