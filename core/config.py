@@ -85,7 +85,7 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1, le=10000)
     batch_size: int = Field(32, ge=1, le=65536)
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0, le=1e6)
     optimizer: Literal["adam", "adamw", "adamax", "sgd"] = "adam"
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -242,7 +242,7 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
         else:
             got = e.get("input")
             text = e["msg"].removeprefix("Value error, ")
-            msg = f"  {loc or '(top level)'}: {text}"
+            msg = f"  {loc}: {text}" if loc else f"  {text}"
             if not isinstance(got, dict):
                 msg += f" (got {got!r})"
         lines.append(msg)

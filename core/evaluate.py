@@ -18,7 +18,8 @@ from sklearn.metrics import (
 )
 
 
-def test_metrics(y_true: np.ndarray, proba: np.ndarray, prefix: str = "test_") -> dict[str, float]:
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
+                           prefix: str = "test_") -> dict[str, float]:
     n = proba.shape[1]
     labels = list(range(n))
     y_pred = proba.argmax(axis=1)

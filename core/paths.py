@@ -14,7 +14,7 @@ REPORTS_DIR = ROOT / "reports"
 
 
 def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI wins; else a sqlite store under mlruns/ (MLflow 3 refuses file stores)."""
+    """MLFLOW_TRACKING_URI wins; else sqlite under mlruns/ (MLflow 3 refuses file stores)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env

@@ -108,7 +108,7 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
         proba, proba_tta = predict(result.model, data.x_test, tta=exp.eval.tta)
         if np.isfinite(proba).all():
             y_pred = proba.argmax(axis=1)
-            final.update(evaluate.test_metrics(y_true, proba))
+            final.update(evaluate.classification_metrics(y_true, proba))
             if proba_tta is not None:
                 final["test_accuracy_tta"] = float((proba_tta.argmax(1) == y_true).mean())
     kind = outcome.classify(losses, y_true, y_pred)

@@ -1,0 +1,76 @@
+# ablab: every target that needs Python depends on the virtualenv, which builds itself on first
+# use and reinstalls when pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# TensorFlow flavour: gpu where nvidia-smi sees a GPU, else cpu. Override: make setup TF=gpu
+TF     ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+EXTRAS ?= $(TF),dev,postgres,dashboard
+STAMP  := $(VENV)/.installed-$(TF)
+
+NAME    ?=
+SEEDS   ?=
+WORKERS ?=
+TRIALS  ?=
+ARGS    ?=
+
+.PHONY: setup test test-fast lint format ablation report search train axes ui dashboard clean help
+
+help:
+	@echo "make ablation NAME=<ablation> [SEEDS=N] [WORKERS=K]   run a study (ablations/)"
+	@echo "make report NAME=<ablation>                         statistics + plots (reports/)"
+	@echo "make search NAME=<search> [TRIALS=N] [WORKERS=K]    Optuna search (searches/)"
+	@echo "make train NAME=<experiment>                        one seeded trial (experiments/)"
+	@echo "make ui | dashboard                                 MLflow UI | optuna-dashboard"
+	@echo "make test | lint | setup | clean"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --timeout 1200 $(ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+axes: $(STAMP)
+	@$(BIN)/ablab axes
+
+train: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make train NAME=<experiment> [ARGS='--seed 1']"; exit 2; }
+	$(BIN)/ablab train $(NAME) $(ARGS)
+
+ablation: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [SEEDS=N] [WORKERS=K]"; ls ablations; exit 2; }
+	$(BIN)/ablab run $(NAME) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+report: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make report NAME=<ablation>"; exit 2; }
+	$(BIN)/ablab report $(NAME) $(ARGS)
+
+search: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make search NAME=<search> [TRIALS=N] [WORKERS=K]"; ls searches; exit 2; }
+	$(BIN)/ablab search $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+ui: $(STAMP)
+	@mkdir -p mlruns
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}
+
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port 8080 $${ABLAB_STORAGE:-$(CURDIR)/mlruns/optuna.journal}
+
+clean:
+	rm -rf reports .pytest_cache .ruff_cache

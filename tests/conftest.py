@@ -1,0 +1,55 @@
+"""Shared fixtures. Tests never touch the repo's mlruns/: each gets its own sqlite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("ABLAB_MLRUNS", tempfile.mkdtemp(prefix="ablab-mlruns-"))
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("ABLAB_STORAGE", None)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+import pytest  # noqa: E402
+
+from core.config import deep_merge, experiment_from_dict  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# 8x8 images, one tiny conv block, a couple of epochs: seconds per trial on 2 cores.
+TINY = {
+    "name": "tiny",
+    "data": {"source": "digits", "image_size": 8, "max_samples": 300},
+    "model": {"depth": 1, "width": 4},
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+}
+
+
+def tiny(**sections):
+    """TINY with overrides: tiny(train={'epochs': 1}, model={'head': 'gap_dense'})."""
+    return experiment_from_dict(deep_merge(TINY, sections))
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def mlflow_client(tracking_uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process, as a person would run it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=cwd or ROOT)
