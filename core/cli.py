@@ -68,6 +68,74 @@ def train(
         f"train_time={m['train_time_s']:.1f}s")
 
 
+@app.command()
+def run(
+    ablation: Annotated[str, typer.Argument(help="name in ablations/ or a YAML path")],
+    seeds: Annotated[int | None, typer.Option(help="seeds per variant (overrides the file)")]
+    = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: one per "
+                       "device slot: each GPU x --per-gpu, or 1 on CPU)")] = None,
+    per_gpu: Annotated[int, typer.Option(help="workers per visible GPU")] = 1,
+    set_: SetOpt = None,
+    smoke: Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")] = False,
+    tracking_uri: UriOpt = None,
+    storage: StorageOpt = None,
+    report: Annotated[bool, typer.Option(help="write the report when done")] = True,
+) -> None:
+    """Run an ablation study: every variant x seed, resumable, logged to MLflow."""
+    from core.ablation import load_ablation
+    from core.orchestrator import Coordinator, print_summary
+
+    ab = load_ablation(ablation)
+    coord = Coordinator(ab, seeds, workers, set_, tracking_uri, storage, smoke, per_gpu,
+                        console)
+    res = coord.run()
+    print_summary(res, ab.metric, console)
+    if res.interrupted:
+        console.print("[yellow]Interrupted.[/] Finished trials are kept; run the same command "
+                      "again to continue.")
+        raise typer.Exit(130)
+    if report and res.counts["finished"]:
+        _report(ab.name, ab.metric, None, coord.tracking_uri, quiet=True)
+    if res.counts["failed"] or res.counts["missing"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    ablation: Annotated[str, typer.Argument(help="the ablation whose queue to serve")],
+    storage: StorageOpt = None,
+    tracking_uri: UriOpt = None,
+    study_name: Annotated[str | None, typer.Option(hidden=True)] = None,
+    wait: Annotated[bool, typer.Option(help="keep polling while other workers still run "
+                    "trials (retries may appear)")] = False,
+) -> None:
+    """Serve one study's queue: claim trials, run them, log to MLflow (any machine)."""
+    from core.paths import default_storage
+    from core.queue import study_name as qname
+    from core.worker import serve
+
+    if study_name is None:
+        from core.ablation import load_ablation
+
+        study_name = qname("ablation", load_ablation(ablation).name)
+    try:
+        n = serve(study_name, storage or default_storage(), tracking_uri, wait=wait)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    console.print(f"worker done: ran {n} trial(s)")
+
+
+def _report(name: str, metric: str | None, out: str | None, tracking_uri: str | None,
+            quiet: bool = False) -> None:
+    """Filled in by the report module when present."""
+    try:
+        from core.report import write_report
+    except ImportError:
+        return
+    write_report(name, metric, out, tracking_uri, console, quiet=quiet)
+
+
 def main() -> None:
     import logging
     import warnings

@@ -11,6 +11,14 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+def silence_tf_python_logs() -> None:
+    """TF's Python logger warns about tf.function retracing whenever a new trial's model
+    predicts; in a worker that runs many models that is expected, not a problem."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def seed_everything(seed: int, deterministic: str) -> None:
     """`keras.utils.set_random_seed` seeds Python, NumPy and TF (init, shuffle, dropout,
     augmentation). Op determinism is process-wide and cannot be switched off again, so a worker

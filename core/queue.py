@@ -1,0 +1,190 @@
+"""The work queue is an Optuna study. Trials are enqueued once as fixed trials carrying their
+whole spec in user attrs; workers claim them with Optuna's own WAITING -> RUNNING transition.
+
+RDB storages (sqlite://, postgresql://) get Optuna heartbeats: a worker that stops beating is
+failed by `fail_stale_trials`, and `RetryHeartbeatStaleTrialCallback` queues its trial again.
+Journal files have no heartbeats: the local coordinator watches its own worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HEARTBEAT_S = 10
+GRACE_S = 40
+MAX_ATTEMPTS = 3
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def is_url(storage: str) -> bool:
+    return "://" in storage
+
+
+def open_storage(storage: str):
+    if is_url(storage):
+        return RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_ATTEMPTS),
+            engine_kwargs={"pool_pre_ping": True} if storage.startswith("postgresql") else None,
+        )
+    from pathlib import Path
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    Path(storage).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(storage))
+
+
+def study_name(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
+
+
+def worker_id() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Job:
+    """What a worker needs to run one trial, all of it stored in the Optuna trial."""
+
+    trial_id: int
+    number: int
+    attrs: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return self.attrs["trial_hash"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.attrs["config"])
+
+
+class Queue:
+    """One Optuna study used as a work queue, through Optuna's public storage API."""
+
+    def __init__(self, storage_uri: str, name: str, direction: str = "maximize",
+                 create: bool = True):
+        self.uri = storage_uri
+        self.name = name
+        self.storage = open_storage(storage_uri)
+        if create:
+            self.study = optuna.create_study(study_name=name, storage=self.storage,
+                                             direction=direction, load_if_exists=True)
+        else:
+            self.study = optuna.load_study(study_name=name, storage=self.storage)
+        self.study_id = self.storage.get_study_id_from_name(name)
+
+    @classmethod
+    def existing(cls, storage_uri: str, name: str) -> Queue | None:
+        try:
+            return cls(storage_uri, name, create=False)
+        except KeyError:
+            return None
+
+    @property
+    def has_heartbeat(self) -> bool:
+        return isinstance(self.storage, RDBStorage)
+
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def trial_id(self, t: FrozenTrial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+
+    def by_hash(self) -> dict[str, list[FrozenTrial]]:
+        out: dict[str, list[FrozenTrial]] = {}
+        for t in self.trials():
+            h = t.user_attrs.get("trial_hash")
+            if h:
+                out.setdefault(h, []).append(t)
+        return out
+
+    def enqueue(self, attrs: dict[str, Any]) -> None:
+        self.study.enqueue_trial(params={}, user_attrs=attrs)
+
+    def claim(self, who: str) -> Job | None:
+        """Optuna's claiming: only one caller wins WAITING -> RUNNING for a trial."""
+        for t in self.trials((TrialState.WAITING,)):
+            tid = self.trial_id(t)
+            try:
+                if not self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if self.has_heartbeat:
+                self.storage.record_heartbeat(tid)
+            self.storage.set_trial_user_attr(tid, "worker", who)
+            return Job(tid, t.number, dict(t.user_attrs))
+        return None
+
+    def finish(self, job: Job, outcome: str, value: float | None, run_id: str | None) -> None:
+        """ok/collapsed -> COMPLETE with the metric; diverged -> PRUNED; failed -> FAIL."""
+        self.storage.set_trial_user_attr(job.trial_id, "outcome", outcome)
+        if run_id:
+            self.storage.set_trial_user_attr(job.trial_id, "mlflow_run_id", run_id)
+        if outcome in ("ok", "collapsed") and value is not None and value == value:
+            state, values = TrialState.COMPLETE, [float(value)]
+        elif outcome == "diverged":
+            state, values = TrialState.PRUNED, None
+        else:
+            state, values = TrialState.FAIL, None
+        try:
+            self.storage.set_trial_state_values(job.trial_id, state, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed as stale meanwhile; the finished MLflow run is what counts
+
+    def fail(self, t: FrozenTrial, reason: str) -> bool:
+        tid = self.trial_id(t)
+        try:
+            self.storage.set_trial_user_attr(tid, "outcome", reason)
+            return self.storage.set_trial_state_values(tid, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    def fail_stale(self) -> None:
+        if self.has_heartbeat:
+            optuna.storages.fail_stale_trials(self.study)
+
+    def heartbeat(self, trial_id: int) -> Heartbeat:
+        return Heartbeat(self.storage if self.has_heartbeat else None, trial_id)
+
+
+class Heartbeat:
+    """Beats for one RUNNING trial on RDB storage (no-op on journal files)."""
+
+    def __init__(self, storage, trial_id: int):
+        self._storage = storage
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        if self._storage is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
