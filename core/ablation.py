@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.axes import resolve_path
+from core.axes import registered, resolve_path
 from core.config import (
     ConfigError,
     Experiment,
+    all_paths,
     deep_merge,
     find_file,
     load_raw,
@@ -66,9 +67,9 @@ class Ablation(BaseModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> Ablation:
-        if bool(self.vary) == bool(self.grid):
-            raise ValueError("give exactly one of `vary` (one factor at a time) or `grid`")
-        for axis, values in (self.vary or self.grid).items():
+        if self.vary and self.grid:
+            raise ValueError("give one of `vary` (one factor at a time) or `grid`, not both")
+        for axis, values in (self.vary or self.grid or {}).items():
             if not values:
                 raise ValueError(f"{axis}: list at least one value")
         return self
@@ -122,10 +123,21 @@ def load_ablation(name_or_path: str | Path) -> Ablation:
     return validate(Ablation, data, str(path))
 
 
-def _dotted_overrides(flat: dict[str, Any]) -> dict[str, Any]:
+def check_axis(key: str, where: str) -> str:
+    """An axis alias or any dotted config path; else an error naming the closest axis."""
+    path = resolve_path(key)
+    if path in all_paths(Experiment):
+        return path
+    known = [a.alias for a in registered()] + all_paths(Experiment)
+    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    raise ConfigError(f"{where}.{key}: not an axis" + (f"; did you mean {hint[0]}?" if hint
+                      else "") + " (`ablab axes` lists them)")
+
+
+def _dotted_overrides(flat: dict[str, Any], where: str = "set") -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for k, v in flat.items():
-        set_dotted(nested, resolve_path(k), v)
+        set_dotted(nested, check_axis(k, where), v)
     return nested
 
 
@@ -134,7 +146,7 @@ def base_raw(ab: Ablation, sets: list[str] | None = None, smoke: bool = False) -
     raw = load_raw(base_path if base_path and base_path.exists() else ab.base)
     raw = deep_merge(raw, _dotted_overrides(ab.set))
     if smoke:
-        raw = deep_merge(raw, _dotted_overrides(ab.smoke))
+        raw = deep_merge(raw, _dotted_overrides(ab.smoke, "smoke"))
     raw = deep_merge(raw, parse_sets(sets))
     raw["name"] = raw.get("name", ab.base)
     return raw
@@ -150,6 +162,8 @@ def expand_variants(ab: Ablation, sets: list[str] | None = None,
     combos: list[dict[str, Any]]
     if ab.vary:
         combos = [{axis: v} for axis, values in ab.vary.items() for v in values]
+    elif not ab.grid:
+        combos = [{}]  # one config, many seeds
     else:
         keys = list(ab.grid)
         combos = [dict(zip(keys, vals, strict=True))
@@ -157,7 +171,8 @@ def expand_variants(ab: Ablation, sets: list[str] | None = None,
     variants: list[Variant] = []
     seen: dict[str, str] = {}
     for combo in combos:
-        exp = validate(Experiment, deep_merge(raw, _dotted_overrides(combo)),
+        where = "vary" if ab.vary else "grid"
+        exp = validate(Experiment, deep_merge(raw, _dotted_overrides(combo, where)),
                        f"{src}, variant {variant_name(combo)}")
         h = trial_hash(exp, -1)
         if h in seen:

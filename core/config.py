@@ -204,12 +204,12 @@ def parse_sets(sets: list[str] | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- loading
 
 
-def _all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+def all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            paths.extend(_all_paths(ann, f"{prefix}{name}."))
+            paths.extend(all_paths(ann, f"{prefix}{name}."))
         else:
             paths.append(f"{prefix}{name}")
     return paths
@@ -218,7 +218,7 @@ def _all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 def closest_key(bad: str, model: type[BaseModel] = None) -> str | None:
     """The valid dotted key nearest to `bad`, for 'did you mean' hints."""
     model = model or Experiment
-    candidates = _all_paths(model)
+    candidates = all_paths(model)
     sections = {p.split(".")[0] for p in candidates if "." in p}
     candidates += sorted(sections)
     match = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.5)

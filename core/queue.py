@@ -8,9 +8,11 @@ Journal files have no heartbeats: the local coordinator watches its own worker p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# fail_stale_trials and the retry callback are marked experimental since Optuna 2.8/2.9.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 HEARTBEAT_S = 10
 GRACE_S = 40
@@ -141,10 +145,9 @@ class Queue:
             state, values = TrialState.PRUNED, None
         else:
             state, values = TrialState.FAIL, None
-        try:
+        # If it was failed as stale meanwhile, the finished MLflow run is what counts.
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             self.storage.set_trial_state_values(job.trial_id, state, values)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # failed as stale meanwhile; the finished MLflow run is what counts
 
     def fail(self, t: FrozenTrial, reason: str) -> bool:
         tid = self.trial_id(t)
@@ -173,10 +176,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            try:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
                 self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
-                pass
 
     def __enter__(self) -> Heartbeat:
         if self._storage is not None:

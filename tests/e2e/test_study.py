@@ -1,0 +1,169 @@
+"""`ablab run` as a person runs it: real worker processes, a real sqlite MLflow store and a real
+Optuna journal file; interrupted with Ctrl-C and SIGKILL and resumed."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.e2e
+
+STUDY = "augmentation_strength"
+
+
+def store(tmp_path):
+    return {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage": str(tmp_path / "q.journal"),
+            "env": {"ABLAB_MLRUNS": str(tmp_path)}}
+
+
+def run_args(s, *extra):
+    return ["run", STUDY, "--smoke", "--seeds", "3", "--tracking-uri", s["uri"],
+            "--storage", s["storage"], "--no-report", *extra]
+
+
+def trial_runs(uri, name=STUDY):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        return []
+    return c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'trial'", max_results=1000)
+
+
+def parents(uri, name=STUDY):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(name)
+    return c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'variant'")
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    s = store(tmp)
+    proc = run_cli(*run_args(s, "--workers", "1"), env={**s["env"], "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return s, proc
+
+
+def test_study_runs_every_trial_once_with_parents(one_worker):
+    s, proc = one_worker
+    runs = trial_runs(s["uri"])
+    assert len(runs) == 9
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["ablab.trial_hash"] for r in runs}) == 9
+    ps = {p.data.tags["ablab.variant"]: p for p in parents(s["uri"])}
+    assert set(ps) == {"augment=none", "augment=moderate", "augment=extreme"}
+    for name, p in ps.items():
+        kids = [r for r in runs if r.data.tags["mlflow.parentRunId"] == p.info.run_id]
+        assert len(kids) == 3
+        assert {r.data.tags["ablab.variant"] for r in kids} == {name}
+        assert {r.data.tags["ablab.seed"] for r in kids} == {"0", "1", "2"}
+        assert all(r.data.tags["ablab.study"] == STUDY for r in kids)
+        m = p.data.metrics
+        assert m["n_seeds"] == 3
+        for k in ("mean", "std", "ci95_low", "ci95_high"):
+            assert f"{k}_test_accuracy" in m
+        vals = [r.data.metrics["test_accuracy"] for r in kids]
+        assert m["mean_test_accuracy"] == pytest.approx(sum(vals) / 3)
+        # the printed table shows the same numbers as the parent runs
+        row = re.search(re.escape(name) + r"\S*(?: \(baseline\))?\s*│\s*3\s*│\s*([\d.]+) ± ([\d.]+)",
+                        proc.stdout)
+        assert row, proc.stdout
+        assert float(row.group(1)) == pytest.approx(m["mean_test_accuracy"], abs=5e-5)
+        assert float(row.group(2)) == pytest.approx(m["std_test_accuracy"], abs=5e-5)
+    assert "9 finished" in proc.stdout
+
+
+def test_rerun_of_a_finished_study_runs_nothing(one_worker):
+    s, _ = one_worker
+    t0 = time.monotonic()
+    proc = run_cli(*run_args(s), env=s["env"])
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to run" in proc.stdout
+    assert len(trial_runs(s["uri"])) == 9
+    print(f"rerun of a finished study took {elapsed:.1f}s")
+
+
+def test_two_workers_give_the_same_metrics_as_one(one_worker, tmp_path):
+    s1, _ = one_worker
+    s2 = store(tmp_path)
+    proc = run_cli(*run_args(s2, "--workers", "2"), env=s2["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one = {r.data.tags["ablab.trial_hash"]: r for r in trial_runs(s1["uri"])}
+    two = {r.data.tags["ablab.trial_hash"]: r for r in trial_runs(s2["uri"])}
+    assert one.keys() == two.keys() and len(two) == 9
+    workers = {r.data.tags["ablab.worker"] for r in two.values()}
+    assert len(workers) == 2, "both workers should have run trials"
+    for h in one:
+        for k in ("test_accuracy", "test_loss", "val_loss"):
+            assert one[h].data.metrics[k] == two[h].data.metrics[k], (h, k)
+
+
+def _wait_finished(uri, n, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(r.info.status == "FINISHED" for r in trial_runs(uri)) >= n:
+            return
+        assert proc.poll() is None, "study ended before it could be interrupted"
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting for trials")
+
+
+def _spawn(s):
+    return subprocess.Popen([sys.executable, "-m", "core.cli", *run_args(s)], cwd=ROOT,
+                            env={**os.environ, **s["env"]}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_ctrl_c_then_sigkill_then_resume(tmp_path):
+    s = store(tmp_path)
+    # Ctrl-C: the terminal sends SIGINT to the whole process group
+    proc = _spawn(s)
+    _wait_finished(s["uri"], 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Interrupted" in out
+    assert not [r for r in trial_runs(s["uri"]) if r.info.status == "RUNNING"]
+    # SIGKILL of the whole group half-way: nothing gets to clean up
+    proc = _spawn(s)
+    _wait_finished(s["uri"], 5, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # resume
+    proc = run_cli(*run_args(s), env=s["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = trial_runs(s["uri"])
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 9
+    assert len({r.data.tags["ablab.trial_hash"] for r in finished}) == 9
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
+
+
+def test_a_failing_variant_does_not_stop_the_study(tmp_path):
+    (tmp_path / "fails.yaml").write_text(
+        "base: digits_cnn\nset: {data.image_size: 8, train.epochs: 1}\n"
+        "vary:\n  depth: [1, 5]\nseeds: 2\n")
+    s = store(tmp_path)
+    proc = run_cli("run", str(tmp_path / "fails.yaml"), "--tracking-uri", s["uri"],
+                   "--storage", s["storage"], "--no-report", env={**s["env"], "COLUMNS": "200"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 failed" in proc.stdout
+    runs = trial_runs(s["uri"], "fails")
+    by_status = {}
+    for r in runs:
+        by_status.setdefault(r.info.status, []).append(r.data.tags["ablab.variant"])
+    assert sorted(by_status["FINISHED"]) == ["baseline", "baseline", "depth=1", "depth=1"] or \
+        sorted(by_status["FINISHED"]) == ["depth=1", "depth=1"]
+    assert by_status["FAILED"] == ["depth=5", "depth=5"]
+    c = MlflowClient(s["uri"])
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert "traceback.txt" in {a.path for a in c.list_artifacts(failed.info.run_id)}
