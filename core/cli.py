@@ -126,21 +126,52 @@ def worker(
     console.print(f"worker done: ran {n} trial(s)")
 
 
+@app.command()
+def report(
+    ablation: Annotated[str, typer.Argument(help="study name (its MLflow experiment)")],
+    metric: Annotated[str | None, typer.Option(help="any logged metric (default: the "
+                      "ablation's), e.g. test_macro_f1, test_recall_1")] = None,
+    direction: Annotated[str | None, typer.Option(help="maximize | minimize (default: "
+                         "minimize for losses, else the ablation's)")] = None,
+    out: Annotated[str | None, typer.Option(help="output folder (default reports/NAME)")]
+    = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Statistics, plots and significance for a study; also logged to MLflow."""
+    from core.report import write_report
+
+    name = _study_name(ablation)
+    if direction not in (None, "maximize", "minimize"):
+        raise ConfigError(f"--direction: {direction!r} is not maximize or minimize")
+    try:
+        write_report(name, metric, out, tracking_uri, console, direction=direction)
+    except LookupError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _study_name(ablation: str) -> str:
+    """A name in ablations/ or a path gives its study name; anything else is taken as is."""
+    from core.ablation import load_ablation
+
+    try:
+        return load_ablation(ablation).name
+    except ConfigError:
+        return ablation
+
+
 def _report(name: str, metric: str | None, out: str | None, tracking_uri: str | None,
             quiet: bool = False) -> None:
-    """Filled in by the report module when present."""
-    try:
-        from core.report import write_report
-    except ImportError:
-        return
+    from core.report import write_report
+
     write_report(name, metric, out, tracking_uri, console, quiet=quiet)
 
 
 def main() -> None:
     import logging
+    import os
     import warnings
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:

@@ -216,29 +216,43 @@ class Coordinator:
     # -- run ---------------------------------------------------------------------------------
 
     def run(self) -> StudyResult:
-        c = tracking.client(self.tracking_uri)
-        exp_id = tracking.get_or_create_experiment(c, self.name)
         queue = q.Queue(self.storage, self.study_name, self.ab.direction)
-        self._recover(queue, c, exp_id, live=set())
-        finished = st.finished_by_hash(c, exp_id)
-        variants = list({t.variant.name: t.variant for t in self.trials}.values())
-        parents = st.ensure_parents(c, exp_id, self.name, variants, self.metric)
-        pending = [t for t in self.trials if t.hash not in finished]
-        already = len(self.trials) - len(pending)
+        pool = self._pool()
+        # Start workers before the MLflow set-up when the queue says work is left: their
+        # TensorFlow import overlaps it. `enqueuing` keeps them from leaving an empty queue.
+        done_in_queue = {t.user_attrs.get("trial_hash") for t in queue.trials(q.FINISHED_STATES)}
+        queue.set_enqueuing(True)
+        try:
+            if any(t.hash not in done_in_queue for t in self.trials):
+                pool.start_all()
+            c = tracking.client(self.tracking_uri)
+            exp_id = tracking.get_or_create_experiment(c, self.name)
+            self._recover(queue, c, exp_id, live={w.id for w in pool.procs.values()})
+            finished = st.finished_by_hash(c, exp_id)
+            variants = list({t.variant.name: t.variant for t in self.trials}.values())
+            parents = st.ensure_parents(c, exp_id, self.name, variants, self.metric)
+            pending = [t for t in self.trials if t.hash not in finished]
+            given_up: list[str] = []
+            if pending:
+                pending, given_up = self._enqueue(queue, pending, parents, exp_id)
+        except BaseException:
+            pool.interrupt(timeout_s=10)
+            raise
+        finally:
+            queue.set_enqueuing(False)
+        already = len(self.trials) - len(pending) - len(given_up)
         interrupted = False
-        given_up: list[str] = []
-        if pending:
-            pending, given_up = self._enqueue(queue, pending, parents, exp_id)
         if pending:
             self.console.print(
                 f"[bold]{self.name}[/]: {len(variants)} variants x "
                 f"{len(self.trials) // max(len(variants), 1)} seeds = {len(self.trials)} trials; "
                 f"{already} already done, {len(pending)} to run.")
             try:
-                given_up += self._drive(queue, c, exp_id, pending, parents)
+                given_up += self._drive(pool, queue, c, exp_id, pending, parents)
             except KeyboardInterrupt:
                 interrupted = True
         else:
+            pool.interrupt(timeout_s=10)
             self.console.print(f"[bold]{self.name}[/]: all {len(self.trials)} trials already "
                                "finished; nothing to run.")
         for v in variants:
@@ -253,9 +267,8 @@ class Coordinator:
         log_dir = MLRUNS_DIR / "logs" / tracking.slug(self.name)
         return Pool(cmd, slots, log_dir)
 
-    def _drive(self, queue: q.Queue, c, exp_id: str, pending: list[Trial],
+    def _drive(self, pool: Pool, queue: q.Queue, c, exp_id: str, pending: list[Trial],
                parents: dict[str, str]) -> list[str]:
-        pool = self._pool()
         hashes = {t.hash for t in pending}
         variant_of = {t.hash: t.variant.name for t in pending}
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -263,7 +276,8 @@ class Coordinator:
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                             console=self.console, transient=False)
         task = progress.add_task(self.name, total=len(hashes), status="")
-        pool.start_all()
+        if not pool.procs:
+            pool.start_all()
         given_up: list[str] = []
         try:
             with Live(Group(progress), console=self.console, refresh_per_second=2,

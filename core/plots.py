@@ -23,8 +23,8 @@ def learning_curves(history: dict[str, list[float]], path: Path, title: str = ""
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title or "learning curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.25)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
@@ -44,7 +44,7 @@ def confusion_matrix(cm: np.ndarray, names: list[str], path: Path, title: str = 
                     color="white" if cm[i, j] > thresh else "black")
     fig.colorbar(im, ax=ax)
     ax.set_title(title or "confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.subplots_adjust(left=0.18, right=0.95, bottom=0.2, top=0.9)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

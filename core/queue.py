@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +116,16 @@ class Queue:
             if h:
                 out.setdefault(h, []).append(t)
         return out
+
+    ENQUEUING = "ablab.enqueuing_since"
+
+    def set_enqueuing(self, on: bool) -> None:
+        """While a coordinator fills the queue, workers wait instead of leaving it empty."""
+        self.study.set_user_attr(self.ENQUEUING, time.time() if on else 0.0)
+
+    def enqueuing(self, max_age_s: float = 120.0) -> bool:
+        since = self.study.user_attrs.get(self.ENQUEUING, 0.0) or 0.0
+        return 0 < time.time() - since < max_age_s
 
     def enqueue(self, attrs: dict[str, Any]) -> None:
         self.study.enqueue_trial(params={}, user_attrs=attrs)

@@ -177,9 +177,8 @@ def _close(c, run_id: str, status: str, outcome: str) -> None:
 
 
 def _clear_session() -> None:
-    import gc
-
+    """Reset Keras' global state between trials. Keras' own gc.collect() costs ~0.8 s per
+    trial with TensorFlow's object graph; Python's generational GC reclaims the same memory."""
     import keras
 
-    keras.backend.clear_session()
-    gc.collect()
+    keras.backend.clear_session(free_memory=False)

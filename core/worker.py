@@ -67,6 +67,9 @@ def serve(study_name: str, storage_uri: str, tracking_uri: str | None, wait: boo
         queue.fail_stale()
         job = queue.claim(who)
         if job is None:
+            if queue.enqueuing():
+                time.sleep(0.3)
+                continue
             if wait and queue.trials((q.TrialState.WAITING, q.TrialState.RUNNING)):
                 time.sleep(2.0)
                 continue
