@@ -96,7 +96,10 @@ def run(
                       "again to continue.")
         raise typer.Exit(130)
     if report and res.counts["finished"]:
-        _report(ab.name, ab.metric, None, coord.tracking_uri, quiet=True)
+        from core.report import write_report
+
+        write_report(ab.path, None, None, coord.tracking_uri, console, quiet=True,
+                     expected=coord.trials)
     if res.counts["failed"] or res.counts["missing"]:
         raise typer.Exit(1)
 
@@ -140,30 +143,12 @@ def report(
     """Statistics, plots and significance for a study; also logged to MLflow."""
     from core.report import write_report
 
-    name = _study_name(ablation)
     if direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"--direction: {direction!r} is not maximize or minimize")
     try:
-        write_report(name, metric, out, tracking_uri, console, direction=direction)
+        write_report(ablation, metric, out, tracking_uri, console, direction=direction)
     except LookupError as err:
         raise ConfigError(str(err)) from None
-
-
-def _study_name(ablation: str) -> str:
-    """A name in ablations/ or a path gives its study name; anything else is taken as is."""
-    from core.ablation import load_ablation
-
-    try:
-        return load_ablation(ablation).name
-    except ConfigError:
-        return ablation
-
-
-def _report(name: str, metric: str | None, out: str | None, tracking_uri: str | None,
-            quiet: bool = False) -> None:
-    from core.report import write_report
-
-    write_report(name, metric, out, tracking_uri, console, quiet=quiet)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def learning_curves(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
@@ -18,6 +19,7 @@ def learning_curves(history: dict[str, list[float]], path: Path, title: str = ""
             if key in history:
                 ax.plot(range(len(history[key])), history[key], style, marker="o", ms=3,
                         label=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

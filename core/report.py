@@ -14,6 +14,7 @@ Trials tag this at the end (`ablab.outcome=collapsed`); the report counts those 
 
 from __future__ import annotations
 
+import difflib
 import math
 import tempfile
 from pathlib import Path
@@ -149,6 +150,12 @@ def _plt():
     return plt
 
 
+def MaxNLocator(**kw):  # noqa: N802 - matplotlib's name
+    from matplotlib.ticker import MaxNLocator as Locator
+
+    return Locator(**kw)
+
+
 def plot_per_seed(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     plt = _plt()
     fin = _finished(runs)
@@ -192,6 +199,7 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path) -> Path:
             mean, std = g.mean(), g.std().fillna(0)
             ax.plot(mean.index, mean.values, marker="o", ms=3, label=name)
             ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(f"{key}: mean over seeds, band = ±1 std")
@@ -259,17 +267,25 @@ def _fmt(x, digits: int = 4) -> str:
     return str(x)
 
 
-def missing_trials(study: str, runs: pd.DataFrame) -> list[str]:
-    """Trials the ablation file expects that have no finished run (if the file is here)."""
-    from core.ablation import expand_trials, load_ablation
+def missing_trials(expected, runs: pd.DataFrame) -> list[str]:
+    """(variant, seed) cells the study expects that have no finished run. Matched by name and
+    seed, not hash, so a report of a --smoke or --set run is judged by its own cells."""
+    have = set(zip(_finished(runs)["variant"], _finished(runs)["seed"], strict=True)) \
+        if len(runs) else set()
+    return [f"{t.variant.name} seed={t.seed}" for t in expected
+            if (t.variant.name, t.seed) not in have]
+
+
+def expected_trials(ab) -> list:
+    from core.ablation import expand_trials
     from core.config import ConfigError
 
+    if ab is None:
+        return []
     try:
-        expected = expand_trials(load_ablation(study))
+        return expand_trials(ab)
     except ConfigError:
         return []
-    have = set(_finished(runs)["trial_hash"]) if len(runs) else set()
-    return [f"{t.variant.name} seed={t.seed}" for t in expected if t.hash not in have]
 
 
 def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
@@ -308,30 +324,48 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
     return "\n".join(lines)
 
 
-def write_report(study: str, metric: str | None = None, out: str | Path | None = None,
+def resolve_study(ref: str):
+    """An ablation name or path -> (study name, Ablation); a bare study name whose file is
+    gone still has its runs -> (ref, None)."""
+    from core.ablation import load_ablation
+    from core.config import ConfigError
+
+    try:
+        ab = load_ablation(ref)
+    except ConfigError:
+        return ref, None
+    return ab.name, ab
+
+
+def write_report(ref: str, metric: str | None = None, out: str | Path | None = None,
                  tracking_uri: str | None = None, console=None, quiet: bool = False,
-                 direction: str | None = None) -> Path:
+                 direction: str | None = None, expected: list | None = None) -> Path:
+    """`ref`: an ablation name or file (its study), or the name of a study in MLflow.
+    `expected`: the trials the study should have (default: the ablation file's)."""
     from core.paths import REPORTS_DIR
 
+    study, ab = resolve_study(ref)
     fallback = "maximize"
-    try:
-        from core.ablation import load_ablation
-
-        ab = load_ablation(study)
+    if ab is not None:
         metric = metric or ab.metric
         fallback = ab.direction if metric == ab.metric else fallback
-    except Exception:  # noqa: BLE001 - a study whose file is gone still has its runs
-        metric = metric or "test_accuracy"
+    metric = metric or "test_accuracy"
     direction = direction or default_direction(metric, fallback)
     c = tracking.client(tracking_uri)
     runs = load_runs(study, c=c)
     if runs.empty:
         raise LookupError(f"study {study!r} has no trial runs yet")
+    if metric not in runs:
+        known = sorted(k for k in runs.columns if k.startswith(("test_", "val_")))
+        hint = difflib.get_close_matches(metric, known, n=1)
+        raise LookupError(f"--metric {metric!r} is not logged by {study!r}"
+                          + (f"; did you mean {hint[0]}?" if hint else "")
+                          + f" (some logged: {', '.join(known[:8])})")
     out_dir = Path(out) if out else REPORTS_DIR / study
     out_dir.mkdir(parents=True, exist_ok=True)
     vt = variant_table(runs, metric)
     ct = comparison_table(runs, metric, direction)
-    missing = missing_trials(study, runs)
+    missing = missing_trials(expected if expected is not None else expected_trials(ab), runs)
     vt.to_csv(out_dir / "summary.csv", index=False)
     ct.to_csv(out_dir / "comparisons.csv", index=False)
     plots = [plot_per_seed(runs, metric, out_dir / "per_seed.png").name]

@@ -109,6 +109,8 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[f
 def seeds_for_power(effect: float, paired: bool, alpha: float = 0.05,
                     power: float = 0.8) -> float:
     """Seeds per variant for `power` to detect `effect` (Cohen's d, or d_z when paired)."""
+    # Imported before catch_warnings: its import adds an "always" filter for its warnings.
+    import statsmodels.tools.sm_exceptions  # noqa: F401
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
     if not math.isfinite(effect):

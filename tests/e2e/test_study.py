@@ -167,3 +167,59 @@ def test_a_failing_variant_does_not_stop_the_study(tmp_path):
     c = MlflowClient(s["uri"])
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert "traceback.txt" in {a.path for a in c.list_artifacts(failed.info.run_id)}
+
+
+def test_report_after_a_study(one_worker, tmp_path):
+    from PIL import Image
+
+    s, _ = one_worker
+    out = tmp_path / "report"
+    proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
+                   env=s["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for f in ("summary.md", "summary.csv", "comparisons.csv", "per_seed.png",
+              "learning_curves.png", "confusion_matrices.png"):
+        assert (out / f).exists(), f
+    for png in out.glob("*.png"):
+        with Image.open(png) as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+    md = (out / "summary.md").read_text()
+    assert "augment=moderate" in md and "Holm" in md
+    c = MlflowClient(s["uri"])
+    exp = c.get_experiment_by_name(STUDY)
+    study_run = c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'study'")[0]
+    logged = {a.path for a in c.list_artifacts(study_run.info.run_id, "report_test_accuracy")}
+    assert "report_test_accuracy/summary.md" in logged
+    # any logged metric, minimized or maximized
+    proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
+                   "--metric", "test_loss", env=s["env"])
+    assert proc.returncode == 0 and "test_loss" in (out / "summary.md").read_text()
+    proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--metric", "test_acuracy",
+                   env=s["env"])
+    assert proc.returncode == 2 and "test_accuracy" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_report_shows_collapse_failures_and_missing(tmp_path):
+    """lr=1e-9 collapses; depth 5 on 8x8 fails in Keras; the file wants 3 seeds, we ran 2."""
+    import pandas as pd
+
+    (tmp_path / "mixed.yaml").write_text(
+        "base: digits_cnn\nset: {data.image_size: 8, train.epochs: 1, model.depth: 1,"
+        " data.max_samples: 400}\nvary:\n  lr: [0.003, 1.0e-9]\n  depth: [5]\nseeds: 3\n")
+    s = store(tmp_path)
+    proc = run_cli("run", str(tmp_path / "mixed.yaml"), "--seeds", "2", "--tracking-uri",
+                   s["uri"], "--storage", s["storage"], "--no-report", env=s["env"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the depth=5 trials failed
+    out = tmp_path / "report"
+    proc = run_cli("report", str(tmp_path / "mixed.yaml"), "--tracking-uri", s["uri"],
+                   "--out", str(out), env={**s["env"], "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "3 trial(s) have no finished run" in proc.stdout.replace("\n", " ") or \
+        "no finished run" in proc.stdout
+    summary = pd.read_csv(out / "summary.csv").set_index("variant")
+    assert summary.loc["lr=1e-09", "collapse_rate"] > 0
+    assert summary.loc["depth=5", "failed"] == 2 and summary.loc["depth=5", "n"] == 0
+    md = (out / "summary.md").read_text()
+    assert "Missing" in md and "depth=5 seed=2" in md
