@@ -69,6 +69,31 @@ def train(
 
 
 @app.command()
+def pretrain(
+    experiment: Annotated[str, typer.Argument(help="the source task, an experiment name/path")],
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Train a source task once and log its backbone as an MLflow model (ablab.role=pretrain);
+    experiments use it with `model.weights: pretrain:<experiment>`."""
+    from core import pretrain as pt
+    from core import tracking
+
+    c = tracking.client(tracking_uri)
+    exp = pt.source_experiment(experiment)
+    uri = pt.find(c, exp)
+    if uri:
+        console.print(f"{experiment}: already pretrained ({uri}); reusing it.")
+        return
+    console.print(f"pretraining [bold]{experiment}[/] ({exp.train.epochs} epochs, seed "
+                  f"{pt.SEED})...")
+    from core.seeding import quiet_tensorflow
+
+    quiet_tensorflow()
+    uri = pt.pretrain(experiment, c)
+    console.print(f"pretrained backbone: {uri}")
+
+
+@app.command()
 def run(
     ablation: Annotated[str, typer.Argument(help="name in ablations/ or a YAML path")],
     seeds: Annotated[int | None, typer.Option(help="seeds per variant (overrides the file)")]

@@ -73,6 +73,13 @@ class AugmentConfig(_Section):
 
 class ModelConfig(_Section):
     backbone: str = "cnn"
+    # none | imagenet | pretrain:<experiment> (ablab pretrains it once) | an MLflow model URI
+    weights: str = "none"
+    # With pretrained weights: which backbone weights train (see README, "Transfer learning").
+    finetune: Literal["head_only", "bn_only", "full"] = "full"
+    bn_trainable: bool = False
+    head_epochs: int = Field(0, ge=0, description="two-phase: epochs with the backbone frozen")
+    finetune_lr_factor: float = Field(0.1, gt=0, le=1, description="phase-2 lr multiplier")
     depth: int = Field(3, ge=1, le=8)
     width: int = Field(32, ge=1, le=1024)
     activation: Literal["relu", "prelu", "leaky_relu"] = "relu"
@@ -80,6 +87,22 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     head: Literal["gap", "flatten_dense", "gap_dense"] = "gap"
     head_units: int = Field(64, ge=1)
+
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if not self.pretrained:
+            defaults = type(self).model_fields
+            for f in ("finetune", "bn_trainable", "head_epochs"):
+                if f in self.model_fields_set and getattr(self, f) != defaults[f].default:
+                    raise ValueError(f"model.{f} applies to pretrained backbones; set "
+                                     "model.weights (imagenet, pretrain:<experiment> or an "
+                                     "MLflow model URI): with weights none every layer trains")
+        return self
 
 
 class TrainConfig(_Section):
@@ -123,6 +146,10 @@ class Experiment(_Section):
                 raise ValueError(f"{field}: unknown {value!r}"
                                  + (f"; did you mean {hint[0]}?" if hint else "")
                                  + f" (known: {', '.join(sorted(known))})")
+        if self.model.backbone != "cnn" and self.data.channels != 3:
+            raise ValueError(f"data.channels: {self.model.backbone} needs 3 channels")
+        if self.model.head_epochs >= self.train.epochs:
+            raise ValueError("model.head_epochs must be fewer than train.epochs")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -221,9 +221,10 @@ class Coordinator:
         # Start workers before the MLflow set-up when the queue says work is left: their
         # TensorFlow import overlaps it. `enqueuing` keeps them from leaving an empty queue.
         done_in_queue = {t.user_attrs.get("trial_hash") for t in queue.trials(q.FINISHED_STATES)}
+        sources = self._pretrain_sources()
         queue.set_enqueuing(True)
         try:
-            if any(t.hash not in done_in_queue for t in self.trials):
+            if not sources and any(t.hash not in done_in_queue for t in self.trials):
                 pool.start_all()
             c = tracking.client(self.tracking_uri)
             exp_id = tracking.get_or_create_experiment(c, self.name)
@@ -234,6 +235,7 @@ class Coordinator:
             pending = [t for t in self.trials if t.hash not in finished]
             given_up: list[str] = []
             if pending:
+                self._pretrain(c, sources)
                 pending, given_up = self._enqueue(queue, pending, parents, exp_id)
         except BaseException:
             pool.interrupt(timeout_s=10)
@@ -258,6 +260,23 @@ class Coordinator:
         for v in variants:
             st.update_parent(c, exp_id, parents[v.name], self.metric)
         return self._result(c, exp_id, already, interrupted, given_up)
+
+    def _pretrain_sources(self) -> list[str]:
+        from core.pretrain import source_name
+
+        names = (source_name(t.variant.exp.model.weights) for t in self.trials)
+        return sorted({n for n in names if n})
+
+    def _pretrain(self, c, sources: list[str]) -> None:
+        """Pretrain missing sources once, before any worker could race to do it."""
+        from core import pretrain
+
+        for name in sources:
+            if pretrain.find(c, pretrain.source_experiment(name)):
+                continue
+            self.console.print(f"pretraining [bold]{name}[/] once (reused by every trial)...")
+            subprocess.run([sys.executable, "-m", "core.cli", "pretrain", name,
+                            "--tracking-uri", self.tracking_uri], check=True)
 
     def _pool(self) -> Pool:
         cmd = [sys.executable, "-m", "core.cli", "worker", self.ab.path or self.name,

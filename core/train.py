@@ -25,12 +25,14 @@ class FitResult:
         return len(self.history.get("loss", []))
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, lr_scale: float = 1.0,
+                   epochs: int | None = None):
     import keras
 
-    lr = cfg.lr
+    lr = cfg.lr * lr_scale
     if cfg.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(cfg.lr, max(1, cfg.epochs * steps_per_epoch))
+        lr = keras.optimizers.schedules.CosineDecay(lr, max(1, (epochs or cfg.epochs)
+                                                            * steps_per_epoch))
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(lr)
     if cfg.optimizer == "adamw":
@@ -63,10 +65,13 @@ def _epoch_logger(sink: EpochSink | None, times: list[float]):
     return EpochLogger()
 
 
-def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float]) -> list:
+def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float],
+              stopping: bool = True) -> list:
     import keras
 
     cbs = [keras.callbacks.TerminateOnNaN(), _epoch_logger(sink, times)]
+    if not stopping:
+        return cbs
     if cfg.early_stopping_patience:
         cbs.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))
@@ -77,11 +82,12 @@ def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float]) -> l
     return cbs
 
 
-def compile_model(model, exp: Experiment, steps_per_epoch: int) -> None:
+def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float = 1.0,
+                  epochs: int | None = None) -> None:
     import keras
 
     model.compile(
-        optimizer=make_optimizer(exp.train, steps_per_epoch),
+        optimizer=make_optimizer(exp.train, steps_per_epoch, lr_scale, epochs),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=exp.train.label_smoothing),
         metrics=["accuracy"],
         jit_compile=False if exp.train.deterministic == "strict" else "auto",
@@ -89,21 +95,46 @@ def compile_model(model, exp: Experiment, steps_per_epoch: int) -> None:
 
 
 def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None,
-        model=None) -> FitResult:
-    """Build (unless given), compile and fit. Seeding is the caller's job (see core.seeding)."""
+        model=None, backbone=None) -> FitResult:
+    """Build (unless given), compile and fit. Seeding is the caller's job (see core.seeding).
+
+    Two-phase fine-tuning (pretrained backbone, model.head_epochs = E1 > 0): the head trains
+    alone for E1 epochs, then the backbone unfreezes per policy and everything is compiled
+    again at lr x model.finetune_lr_factor for the remaining epochs."""
+    from core.models import policy
+
     bs = exp.train.batch_size
     train = to_tf(data.x_train, data.y_train, data.n_classes, bs, seed, shuffle=True)
     val = to_tf(data.x_val, data.y_val, data.n_classes, bs, seed, shuffle=False)
+    e1 = exp.model.head_epochs if exp.model.pretrained else 0
     if model is None:
-        model = build_model(exp, data.input_shape, data.n_classes)
+        model = build_model(exp, data.input_shape, data.n_classes, backbone=backbone,
+                            finetune="head_only" if e1 else None)
     steps = -(-len(data.y_train) // bs)
-    compile_model(model, exp, steps)
     times: list[float] = []
+    history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    hist = model.fit(train, validation_data=val, epochs=exp.train.epochs, verbose=0, shuffle=False,
-                     callbacks=callbacks(exp.train, sink, times))
-    return FitResult(model, {k: [float(x) for x in v] for k, v in hist.history.items()}, times,
-                     time.perf_counter() - t0)
+
+    def run(initial: int, epochs: int, stopping: bool) -> None:
+        h = model.fit(train, validation_data=val, initial_epoch=initial, epochs=epochs,
+                      verbose=0, shuffle=False,
+                      callbacks=callbacks(exp.train, sink, times, stopping))
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+
+    if e1:
+        compile_model(model, exp, steps, epochs=e1)
+        run(0, e1, stopping=False)
+        if all(x == x for x in history.get("loss", [])):  # no NaN: go on to phase 2
+            policy.apply(model.get_layer("backbone"), exp.model.finetune,
+                         exp.model.bn_trainable)
+            compile_model(model, exp, steps, exp.model.finetune_lr_factor,
+                          epochs=exp.train.epochs - e1)
+            run(e1, exp.train.epochs, stopping=True)
+    else:
+        compile_model(model, exp, steps)
+        run(0, exp.train.epochs, stopping=True)
+    return FitResult(model, history, times, time.perf_counter() - t0)
 
 
 def predict(model, x, batch_size: int = 256, tta: int = 0):

@@ -29,6 +29,7 @@ class TrialSpec:
     run_name: str | None = None
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    log_backbone: bool = False  # pretraining runs keep their backbone as an MLflow model
 
     @property
     def hash(self) -> str:
@@ -81,6 +82,13 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
     from core.train import fit, predict
 
     exp = spec.exp
+    uri = None
+    if exp.model.pretrained and exp.model.weights != "imagenet":
+        from core import pretrain
+
+        # First: pretraining a missing source runs a whole trial of its own in this process.
+        uri = pretrain.model_uri(exp.model.weights, c, cache)
+        tracking.set_tags(c, run_id, {"ablab.pretrained_from": uri})
     seeding.seed_everything(spec.seed, exp.train.deterministic)
     device = seeding.device_name()
     policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
@@ -89,8 +97,9 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
     keras.mixed_precision.set_global_policy(policy)
     try:
         data = get_data(exp, spec.seed, cache)
+        backbone = pretrain.load_backbone(uri, c) if uri else None
         sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
-        result = fit(exp, data, spec.seed, sink)
+        result = fit(exp, data, spec.seed, sink, backbone=backbone)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -120,6 +129,10 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
         if exp.eval.log_model:
             result.model.save(Path(tmp) / "model.keras")
         c.log_artifacts(run_id, tmp)
+    if spec.log_backbone and kind != "diverged":
+        from core import pretrain
+
+        pretrain.log_backbone(c, run_id, result.model.get_layer("backbone"))
     return TrialResult(run_id, "FINISHED", kind, final)
 
 

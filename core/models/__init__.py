@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from core.augment import build_layers, resolve
 from core.config import Experiment
-from core.models import _cnn  # noqa: F401  (registration)
+from core.models import _applications, _cnn, policy  # noqa: F401  (registration)
 from core.models._base import BACKBONES, register
 from core.models.heads import HEADS
 
 __all__ = ["BACKBONES", "HEADS", "build_model", "register"]
 
 
-def build_model(exp: Experiment, input_shape: tuple[int, int, int], n_classes: int):
+def build_model(exp: Experiment, input_shape: tuple[int, int, int], n_classes: int,
+                backbone=None, finetune: str | None = None):
+    """`backbone`: a pretrained feature extractor (loaded from MLflow); otherwise the registered
+    builder makes one (with ImageNet weights if asked). Pretrained backbones get the fine-tune
+    policy (`finetune` overrides the config's, for phase 1 of two-phase fine-tuning)."""
     import keras
 
     inputs = keras.Input(input_shape, name="image")
     aug = build_layers(resolve(exp.augment))
     x = keras.Sequential(aug, name="augment")(inputs) if aug else inputs
-    backbone = BACKBONES[exp.model.backbone](exp.model, input_shape)
+    if backbone is None:
+        backbone = BACKBONES[exp.model.backbone](exp.model, input_shape)
+    backbone.name = "backbone"
+    if exp.model.pretrained:
+        policy.apply(backbone, finetune or exp.model.finetune, exp.model.bn_trainable)
     x = backbone(x)
     x = HEADS[exp.model.head](x, exp.model)
     if exp.model.dropout:

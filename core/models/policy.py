@@ -1,0 +1,43 @@
+"""Fine-tune policies for a pretrained backbone, with Keras 3 semantics.
+
+In Keras 3, `trainable=False` on a BatchNormalization layer freezes gamma/beta *and* runs it in
+inference mode (moving statistics, never updated). `trainable` must be set before compile();
+changing it afterwards needs a new compile().
+
+- head_only: the whole backbone frozen (BN in inference mode); only the head trains.
+- bn_only: only BN gamma/beta of the backbone train, and BN normalizes with batch statistics
+  (updating its moving statistics); convolutions stay frozen. The head trains.
+- full: every backbone weight trains, except BN when bn_trainable=false: then BN stays frozen
+  in inference mode (the Keras transfer-learning guide's advice). With bn_trainable=true BN
+  trains like in from-scratch training: batch statistics, moving statistics and gamma/beta update.
+"""
+
+from __future__ import annotations
+
+
+def _layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _layers(layer)
+        else:
+            yield layer
+
+
+def is_bn(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def apply(backbone, finetune: str, bn_trainable: bool) -> None:
+    backbone.trainable = True
+    if finetune == "head_only":
+        backbone.trainable = False
+        return
+    for layer in _layers(backbone):
+        if finetune == "bn_only":
+            layer.trainable = is_bn(layer)
+        elif is_bn(layer):
+            layer.trainable = bn_trainable
+        else:
+            layer.trainable = True
