@@ -176,6 +176,49 @@ def report(
         raise ConfigError(str(err)) from None
 
 
+@app.command()
+def search(
+    name: Annotated[str, typer.Argument(help="name in searches/ or a YAML path")],
+    trials: Annotated[int | None, typer.Option(help="total trials the study should reach "
+                      "(a rerun continues it)")] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel worker processes")] = None,
+    set_: SetOpt = None,
+    smoke: Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")] = False,
+    tracking_uri: UriOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml."""
+    from core.search import load_search
+    from core.search_run import run_search
+
+    s = load_search(name)
+    res = run_search(s, trials, workers, set_, tracking_uri, storage, smoke, console)
+    if res.get("interrupted"):
+        console.print("[yellow]Interrupted.[/] Run the same command to continue the study.")
+        raise typer.Exit(130)
+
+
+@app.command("search-worker", hidden=True)
+def search_worker(
+    name: str,
+    storage: StorageOpt = None,
+    tracking_uri: UriOpt = None,
+    n_trials: Annotated[int, typer.Option()] = 1,
+    worker_index: Annotated[int, typer.Option()] = 0,
+    set_: SetOpt = None,
+    smoke: bool = False,
+) -> None:
+    """One search worker (started by `ablab search`)."""
+    from core.paths import default_storage
+    from core.search import load_search, serve
+
+    try:
+        serve(load_search(name), storage or default_storage(), tracking_uri, n_trials,
+              worker_index, set_, smoke)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 def main() -> None:
     import logging
     import os

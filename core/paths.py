@@ -10,7 +10,9 @@ EXPERIMENTS_DIR = ROOT / "experiments"
 ABLATIONS_DIR = ROOT / "ablations"
 SEARCHES_DIR = ROOT / "searches"
 MLRUNS_DIR = Path(os.environ.get("ABLAB_MLRUNS", ROOT / "mlruns"))
-REPORTS_DIR = ROOT / "reports"
+REPORTS_DIR = Path(os.environ.get("ABLAB_REPORTS", ROOT / "reports"))
+# Where searches write <search>_best.yaml (an experiment `ablab train` finds by name).
+BEST_DIR = Path(os.environ.get("ABLAB_BEST_DIR", EXPERIMENTS_DIR))
 
 
 def default_tracking_uri() -> str:

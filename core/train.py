@@ -95,7 +95,7 @@ def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float 
 
 
 def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None,
-        model=None, backbone=None) -> FitResult:
+        model=None, backbone=None, extra: list | None = None) -> FitResult:
     """Build (unless given), compile and fit. Seeding is the caller's job (see core.seeding).
 
     Two-phase fine-tuning (pretrained backbone, model.head_epochs = E1 > 0): the head trains
@@ -118,7 +118,7 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
     def run(initial: int, epochs: int, stopping: bool) -> None:
         h = model.fit(train, validation_data=val, initial_epoch=initial, epochs=epochs,
                       verbose=0, shuffle=False,
-                      callbacks=callbacks(exp.train, sink, times, stopping))
+                      callbacks=callbacks(exp.train, sink, times, stopping) + list(extra or []))
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
 

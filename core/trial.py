@@ -30,6 +30,7 @@ class TrialSpec:
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     log_backbone: bool = False  # pretraining runs keep their backbone as an MLflow model
+    callbacks: list = field(default_factory=list)  # extra Keras callbacks (e.g. Optuna pruning)
 
     @property
     def hash(self) -> str:
@@ -43,6 +44,7 @@ class TrialResult:
     outcome: str  # ok | collapsed | diverged | failed
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 def get_data(exp: Experiment, seed: int, cache: DataCache | None):
@@ -99,7 +101,7 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
         data = get_data(exp, spec.seed, cache)
         backbone = pretrain.load_backbone(uri, c) if uri else None
         sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
-        result = fit(exp, data, spec.seed, sink, backbone=backbone)
+        result = fit(exp, data, spec.seed, sink, backbone=backbone, extra=spec.callbacks)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -133,7 +135,7 @@ def execute(spec: TrialSpec, c, run_id: str, cache: DataCache | None) -> TrialRe
         from core import pretrain
 
         pretrain.log_backbone(c, run_id, result.model.get_layer("backbone"))
-    return TrialResult(run_id, "FINISHED", kind, final)
+    return TrialResult(run_id, "FINISHED", kind, final, history=result.history)
 
 
 def start_run(spec: TrialSpec, c, experiment_id: str) -> str:

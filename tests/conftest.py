@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("ABLAB_MLRUNS", tempfile.mkdtemp(prefix="ablab-mlruns-"))
+os.environ.setdefault("ABLAB_REPORTS", tempfile.mkdtemp(prefix="ablab-reports-"))
+os.environ.setdefault("ABLAB_BEST_DIR", tempfile.mkdtemp(prefix="ablab-best-"))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("ABLAB_STORAGE", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,52 @@
+import optuna
+import pytest
+
+from core.config import ConfigError
+from core.search import Param, Search, base_raw, experiment_for, load_search, make_sampler
+from core.search_run import split
+
+
+def test_shipped_searches_load_and_build():
+    for name in ("lr_batch", "architecture"):
+        s = load_search(name)
+        raw = base_raw(s)
+        study = optuna.create_study(sampler=make_sampler(s), direction=s.direction)
+        trial = study.ask()
+        params = {k: p.suggest(trial, k) for k, p in s.space.items()}
+        exp = experiment_for(raw, params, "test")
+        assert exp.train.epochs == 8
+        base_raw(s, smoke=True)
+
+
+def test_param_kinds():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    t = study.ask()
+    assert 1e-4 <= Param(type="float", low=1e-4, high=1e-1, log=True).suggest(t, "a") <= 0.1
+    v = Param(type="int", low=16, high=128, step=16).suggest(t, "b")
+    assert v % 16 == 0 and 16 <= v <= 128
+    assert Param(type="categorical", choices=["x", "y"]).suggest(t, "c") in ("x", "y")
+    assert Param(type="int", low=1, high=3).grid() == [1, 2, 3]
+    assert Param(type="float", low=0.0, high=0.2, step=0.1).grid() == pytest.approx([0, .1, .2])
+    with pytest.raises(ValueError, match="grid sampler"):
+        Param(type="float", low=0.0, high=1.0).grid()
+    with pytest.raises(ValueError, match="low < high"):
+        Param(type="float", low=1.0, high=0.5)
+
+
+def test_space_keys_must_be_axes(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("base: digits_cnn\nspace:\n  learning_rate: {type: float, low: 0.1, high: 1}\n")
+    with pytest.raises(ConfigError, match="not an axis"):
+        load_search(f)
+
+
+def test_split_trials_between_workers():
+    assert split(5, 2) == [3, 2]
+    assert split(2, 4) == [1, 1]
+    assert sum(split(8, 3)) == 8
+
+
+def test_pruner_spec_forms():
+    s = Search(base="digits_cnn", space={"lr": Param(type="float", low=0.1, high=1)},
+               pruner="hyperband")
+    assert s.pruner_spec.type == "hyperband"
