@@ -84,7 +84,13 @@ AXES: tuple[Axis, ...] = (
     Axis("model.bn_trainable", "bn_trainable",
          "transfer learning: pretrained backbone's BatchNorm trains (batch statistics, "
          "gamma/beta update) or stays frozen in inference mode"),
-    Axis("model.finetune", "finetune", "transfer learning: which backbone weights train"),
+    Axis("model.finetune", "finetune", "transfer learning: which backbone weights train "
+         "(head_only, bn_only, full)"),
+    Axis("model.weights", "weights", "backbone weights: none, imagenet, pretrain:<experiment> "
+         "(pretrained once, reused) or an MLflow model URI",
+         ("none", "imagenet", "pretrain:digits_0_4_pretrain")),
+    Axis("model.head_epochs", "head_epochs", "two-phase fine-tuning: epochs with the backbone "
+         "frozen before it unfreezes at a lower lr; 0 = one phase", (0, 2, 3)),
     Axis("model.backbone", "backbone", "feature extractor: the project's CNN or a "
          "keras.applications network"),
     Axis("model.head", "head", "GlobalAveragePooling vs Flatten+Dense vs GAP+Dense classifier"),
@@ -121,6 +127,9 @@ AXES: tuple[Axis, ...] = (
 )
 
 SEED_AXIS = "seed"
+# Axes that only mean something for a pretrained backbone (model.weights != none).
+TRANSFER_ONLY = ("model.bn_trainable", "model.finetune", "model.head_epochs",
+                 "model.finetune_lr_factor")
 
 
 def registered() -> tuple[Axis, ...]:

@@ -1,10 +1,11 @@
 import pytest
 
-from core.axes import AXES, by_alias, describe, get_axis, registered, resolve_path
+from core.axes import AXES, TRANSFER_ONLY, by_alias, describe, get_axis, registered, resolve_path
 from core.config import ConfigError, load_experiment
 from tests.conftest import run_cli
 
-MISSION_AXES = ["augment.strength", "model.head", "train.lr", "train.batch_size", "model.depth"]
+MISSION_AXES = ["augment.strength", "model.bn_trainable", "model.head", "train.lr",
+                "train.batch_size", "model.depth"]
 
 
 def test_registry_is_large_and_has_the_mission_axes():
@@ -25,16 +26,19 @@ def test_every_axis_is_settable(axis):
     """Each registered axis: its path exists, its default and an allowed value validate."""
     d = describe(axis)
     assert d["type"] and d["values"] and d["meaning"]
-    exp = load_experiment("digits_cnn", [f"{axis.alias}={d['default']}"])
+    base = "digits_transfer" if axis.path in TRANSFER_ONLY else "digits_cnn"
+    if axis.path == "model.weights":
+        d = {**d, "default": "none"}
+    exp = load_experiment(base, [f"{axis.alias}={d['default']}"])
     value = exp
     for part in axis.path.split("."):
         value = getattr(value, part)
     assert str(value).lower() == d["default"].lower()
     if d["type"] == "choice":
         for v in d["values"].split(", "):
-            load_experiment("digits_cnn", [f"{axis.path}={v}"])
+            load_experiment(base, [f"{axis.path}={v}"])
     elif axis.suggested:
-        load_experiment("digits_cnn", [f"{axis.alias}={axis.suggested[-1]}"])
+        load_experiment(base, [f"{axis.alias}={axis.suggested[-1]}"])
 
 
 def test_resolve_and_lookup():

@@ -223,3 +223,34 @@ def test_report_shows_collapse_failures_and_missing(tmp_path):
     assert summary.loc["depth=5", "failed"] == 2 and summary.loc["depth=5", "n"] == 0
     md = (out / "summary.md").read_text()
     assert "Missing" in md and "depth=5 seed=2" in md
+
+
+def test_a_dead_worker_is_restarted_and_its_trial_rerun(tmp_path):
+    s = store(tmp_path)
+    proc = _spawn(s)
+    _wait_finished(s["uri"], 1, proc)
+    out = subprocess.run(["pgrep", "-f", f"core.cli worker .* --storage {s['storage']}"],
+                         capture_output=True, text=True).stdout.split()
+    assert out, "no worker process found"
+    os.kill(int(out[0]), signal.SIGKILL)
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout
+    assert "exited with" in stdout  # the coordinator noticed
+    runs = trial_runs(s["uri"])
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 9
+    assert len({r.data.tags["ablab.trial_hash"] for r in finished}) == 9
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_study_on_rdb_storage_with_heartbeats(tmp_path):
+    s = store(tmp_path)
+    s["storage"] = f"sqlite:///{tmp_path / 'optuna.db'}"
+    proc = run_cli("run", STUDY, "--smoke", "--seeds", "1", "--workers", "2",
+                   "--tracking-uri", s["uri"], "--storage", s["storage"], "--no-report",
+                   env=s["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len([r for r in trial_runs(s["uri"]) if r.info.status == "FINISHED"]) == 3
+    study = __import__("optuna").load_study(study_name=f"ablation:{STUDY}",
+                                            storage=s["storage"])
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3
