@@ -40,21 +40,26 @@ from core.config import (
 from core.paths import ABLATIONS_DIR
 
 
-class Ablation(BaseModel):
+class StudySpec(BaseModel):
+    """What ablation and search files share: a base experiment, overrides, a smoke switch."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = ""
     description: str = ""
     base: str
     set: dict[str, Any] = Field(default_factory=dict)
+    metric: str = "test_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    smoke: dict[str, Any] = Field(default_factory=dict)
+    path: str = ""
+
+
+class Ablation(StudySpec):
     vary: dict[str, list[Any]] | None = None
     grid: dict[str, list[Any]] | None = None
     seeds: int | list[int] = 5
-    metric: str = "test_accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
     baseline: str | None = None
-    smoke: dict[str, Any] = Field(default_factory=dict)
-    path: str = ""
 
     @field_validator("seeds")
     @classmethod
@@ -115,12 +120,17 @@ def variant_name(overrides: dict[str, Any]) -> str:
     return ",".join(f"{k}={fmt_value(v)}" for k, v in overrides.items()) or "baseline"
 
 
-def load_ablation(name_or_path: str | Path) -> Ablation:
-    path = find_file(name_or_path, ABLATIONS_DIR, "ablation")
+def load_spec(model: type, name_or_path: str | Path, folder: Path, kind: str):
+    """An ablation or search file: found by name or path, named after the file."""
+    path = find_file(name_or_path, folder, kind)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
     data["path"] = str(path)
-    return validate(Ablation, data, str(path))
+    return validate(model, data, str(path))
+
+
+def load_ablation(name_or_path: str | Path) -> Ablation:
+    return load_spec(Ablation, name_or_path, ABLATIONS_DIR, "ablation")
 
 
 def check_axis(key: str, where: str) -> str:
@@ -134,21 +144,24 @@ def check_axis(key: str, where: str) -> str:
                       else "") + " (`ablab axes` lists them)")
 
 
-def _dotted_overrides(flat: dict[str, Any], where: str = "set") -> dict[str, Any]:
+def dotted_overrides(flat: dict[str, Any], where: str = "set") -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for k, v in flat.items():
         set_dotted(nested, check_axis(k, where), v)
     return nested
 
 
-def base_raw(ab: Ablation, sets: list[str] | None = None, smoke: bool = False) -> dict[str, Any]:
-    base_path = Path(ab.path).parent / f"{ab.base}.yaml" if ab.path else None
-    raw = load_raw(base_path if base_path and base_path.exists() else ab.base)
-    raw = deep_merge(raw, _dotted_overrides(ab.set))
+def base_raw(spec: StudySpec, sets: list[str] | None = None,
+             smoke: bool = False) -> dict[str, Any]:
+    """The base experiment of an ablation or a search with its `set:` overrides, its `smoke:`
+    ones if asked, then the command line's --set."""
+    base_path = Path(spec.path).parent / f"{spec.base}.yaml" if spec.path else None
+    raw = load_raw(base_path if base_path and base_path.exists() else spec.base)
+    raw = deep_merge(raw, dotted_overrides(spec.set))
     if smoke:
-        raw = deep_merge(raw, _dotted_overrides(ab.smoke, "smoke"))
+        raw = deep_merge(raw, dotted_overrides(spec.smoke, "smoke"))
     raw = deep_merge(raw, parse_sets(sets))
-    raw["name"] = raw.get("name", ab.base)
+    raw["name"] = raw.get("name", spec.base)
     return raw
 
 
@@ -172,7 +185,7 @@ def expand_variants(ab: Ablation, sets: list[str] | None = None,
     seen: dict[str, str] = {}
     for combo in combos:
         where = "vary" if ab.vary else "grid"
-        exp = validate(Experiment, deep_merge(raw, _dotted_overrides(combo, where)),
+        exp = validate(Experiment, deep_merge(raw, dotted_overrides(combo, where)),
                        f"{src}, variant {variant_name(combo)}")
         h = trial_hash(exp, -1)
         if h in seen:

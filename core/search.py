@@ -34,17 +34,8 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import tracking
-from core.ablation import _dotted_overrides, check_axis
-from core.config import (
-    ConfigError,
-    Experiment,
-    deep_merge,
-    find_file,
-    load_raw,
-    parse_sets,
-    read_yaml,
-    validate,
-)
+from core.ablation import StudySpec, base_raw, check_axis, dotted_overrides, load_spec
+from core.config import ConfigError, Experiment, deep_merge, validate
 from core.paths import SEARCHES_DIR
 
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -100,24 +91,15 @@ class PrunerSpec(BaseModel):
     warmup_epochs: int = Field(1, ge=0)
 
 
-class Search(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = ""
-    description: str = ""
-    base: str
-    set: dict[str, Any] = Field(default_factory=dict)
+class Search(StudySpec):
     space: dict[str, Param]
     n_trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
     pruner: PrunerSpec | Literal["median", "hyperband", "none"] = "median"
     metric: str = "val_accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
     seeds_per_trial: int = Field(1, ge=1)
     seed: int = 0
     timeout: float | None = Field(None, gt=0)
-    smoke: dict[str, Any] = Field(default_factory=dict)
-    path: str = ""
 
     @property
     def pruner_spec(self) -> PrunerSpec:
@@ -129,11 +111,8 @@ class Search(BaseModel):
 
 
 def load_search(name_or_path: str | Path) -> Search:
-    path = find_file(name_or_path, SEARCHES_DIR, "search")
-    data = read_yaml(path)
-    data.setdefault("name", path.stem)
-    data["path"] = str(path)
-    s = validate(Search, data, str(path))
+    s = load_spec(Search, name_or_path, SEARCHES_DIR, "search")
+    path = s.path
     for key in s.space:
         check_axis(key, "space")
     if s.sampler == "grid":
@@ -145,19 +124,8 @@ def load_search(name_or_path: str | Path) -> Search:
     return s
 
 
-def base_raw(s: Search, sets: list[str] | None = None, smoke: bool = False) -> dict[str, Any]:
-    base_path = Path(s.path).parent / f"{s.base}.yaml" if s.path else None
-    raw = load_raw(base_path if base_path and base_path.exists() else s.base)
-    raw = deep_merge(raw, _dotted_overrides(s.set))
-    if smoke:
-        raw = deep_merge(raw, _dotted_overrides(s.smoke, "smoke"))
-    raw = deep_merge(raw, parse_sets(sets))
-    raw["name"] = raw.get("name", s.base)
-    return raw
-
-
 def experiment_for(raw: dict[str, Any], params: dict[str, Any], source: str) -> Experiment:
-    return validate(Experiment, deep_merge(raw, _dotted_overrides(params, "space")), source)
+    return validate(Experiment, deep_merge(raw, dotted_overrides(params, "space")), source)
 
 
 # ----------------------------------------------------------------------------- Optuna objects

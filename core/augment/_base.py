@@ -9,17 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.config import AugmentConfig, OpRanges
+from core.registry import make_registry
 
 Policy = Callable[[OpRanges], OpRanges]
-POLICIES: dict[str, Policy] = {}
-
-
-def register(name: str) -> Callable[[Policy], Policy]:
-    def deco(fn: Policy) -> Policy:
-        POLICIES[name] = fn
-        return fn
-
-    return deco
+POLICIES, register = make_registry()
 
 
 def resolve(cfg: AugmentConfig) -> OpRanges:

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from core.config import ConfigError, DataConfig
+from core.registry import make_registry
 
 
 @dataclass
@@ -41,15 +42,7 @@ class Dataset:
 
 
 Loader = Callable[[DataConfig], Pool]
-SOURCES: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    def deco(fn: Loader) -> Loader:
-        SOURCES[name] = fn
-        return fn
-
-    return deco
+SOURCES, register = make_registry()
 
 
 def resize(x: np.ndarray, size: int, channels: int) -> np.ndarray:

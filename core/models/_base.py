@@ -6,17 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.config import ModelConfig
+from core.registry import make_registry
 
 Builder = Callable[[ModelConfig, tuple[int, int, int]], "object"]
-BACKBONES: dict[str, Builder] = {}
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-    def deco(fn: Builder) -> Builder:
-        BACKBONES[name] = fn
-        return fn
-
-    return deco
+BACKBONES, register = make_registry()
 
 
 def activation_layer(name: str):
