@@ -219,10 +219,18 @@ def search_worker(
         raise typer.Exit(130) from None
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     import logging
     import os
+    import signal
     import warnings
+
+    # `kill PID` stops as cleanly as Ctrl-C: running trials end KILLED, the queue is kept.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     logging.getLogger("alembic").setLevel(logging.WARNING)

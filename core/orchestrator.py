@@ -117,11 +117,12 @@ class Pool:
         return gone
 
     def interrupt(self, timeout_s: float = 60.0) -> None:
-        """Ctrl-C reaches workers in our process group; signal them anyway (a `kill -INT` of
-        the coordinator alone), give them time to close their runs, then stop them."""
+        """Ctrl-C reaches workers in our process group; signal them anyway (the coordinator
+        alone may have been stopped), give them time to close their runs, then kill them.
+        SIGTERM, which workers treat like Ctrl-C, also works where SIGINT is ignored."""
         for w in self.procs.values():
             if w.proc.poll() is None:
-                w.proc.send_signal(signal.SIGINT)
+                w.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for w in self.procs.values():
             try:

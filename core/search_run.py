@@ -140,7 +140,7 @@ def _drive(s: Search, study: optuna.Study, storage: str, tracking_uri: str, rema
         console.print("\n[yellow]Interrupted: stopping search workers...[/]")
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)  # handled like Ctrl-C by the worker
         for p in procs:
             try:
                 p.wait(60)

@@ -116,10 +116,17 @@ def _wait_finished(uri, n, proc, timeout=300):
     raise AssertionError("timed out waiting for trials")
 
 
+def _default_sigint():
+    # A terminal's foreground job has SIGINT's default action; a background job of a
+    # non-interactive shell (e.g. `make test &`) inherits SIG_IGN. Test as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(s):
     return subprocess.Popen([sys.executable, "-m", "core.cli", *run_args(s)], cwd=ROOT,
                             env={**os.environ, **s["env"]}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 def test_ctrl_c_then_sigkill_then_resume(tmp_path):
@@ -223,6 +230,19 @@ def test_report_shows_collapse_failures_and_missing(tmp_path):
     assert summary.loc["depth=5", "failed"] == 2 and summary.loc["depth=5", "n"] == 0
     md = (out / "summary.md").read_text()
     assert "Missing" in md and "depth=5 seed=2" in md
+
+
+def test_sigterm_stops_as_cleanly_as_ctrl_c(tmp_path):
+    s = store(tmp_path)
+    proc = _spawn(s)
+    _wait_finished(s["uri"], 1, proc)
+    proc.send_signal(signal.SIGTERM)  # the coordinator alone: it must stop its workers
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert not [r for r in trial_runs(s["uri"]) if r.info.status == "RUNNING"]
+    leftover = subprocess.run(["pgrep", "-f", f"--storage {s['storage']}"],
+                              capture_output=True, text=True).stdout.split()
+    assert not leftover, "workers outlived their coordinator"
 
 
 def test_a_dead_worker_is_restarted_and_its_trial_rerun(tmp_path):
