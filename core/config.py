@@ -165,8 +165,20 @@ class Experiment(_Section):
 NON_RESULT_FIELDS = {"name", "description", "eval.log_model"}
 
 
+PRETRAIN_PREFIX = "pretrain:"
+PRETRAIN_SEED = 0
+
+
 def trial_hash(exp: Experiment, seed: int) -> str:
+    """Identity of a trial. A `pretrain:<experiment>` source counts by its own hash, so editing
+    the source experiment makes every trial fine-tuned from it new."""
     cfg = {k: v for k, v in exp.flat().items() if k not in NON_RESULT_FIELDS}
+    if exp.model.weights.startswith(PRETRAIN_PREFIX):
+        source = load_experiment(exp.model.weights[len(PRETRAIN_PREFIX):])
+        if source.model.weights.startswith(PRETRAIN_PREFIX):
+            raise ConfigError(f"model.weights={exp.model.weights}: a pretraining source cannot "
+                              f"itself use model.weights={source.model.weights}")
+        cfg["model.weights"] += "#" + trial_hash(source, PRETRAIN_SEED)
     blob = json.dumps({"config": cfg, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

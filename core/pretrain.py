@@ -6,11 +6,11 @@ that names the same source reuses it."""
 from __future__ import annotations
 
 from core import tracking
+from core.config import PRETRAIN_PREFIX as PREFIX
+from core.config import PRETRAIN_SEED as SEED
 from core.config import ConfigError, Experiment, load_experiment, trial_hash
 
-PREFIX = "pretrain:"
 EXPERIMENT = "ablab-pretrain"
-SEED = 0
 _LOCAL: dict[str, str] = {}  # model URI -> downloaded folder (once per process)
 
 

@@ -88,3 +88,13 @@ def test_cli_config_error_exits_2_and_writes_nothing(tmp_path, bad):
     assert "train.lr" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not db.exists()  # no MLflow store, so certainly no run
+
+
+def test_trial_hash_follows_the_pretraining_source(tmp_path):
+    src = tmp_path / "source.yaml"
+    src.write_text("base: digits_cnn\ntrain: {epochs: 3}\n")
+    target = tiny(model={"weights": f"pretrain:{src}"})
+    before = trial_hash(target, 0)
+    assert before == trial_hash(tiny(model={"weights": f"pretrain:{src}"}), 0)
+    src.write_text("base: digits_cnn\ntrain: {epochs: 4}\n")
+    assert trial_hash(target, 0) != before
