@@ -318,6 +318,7 @@ class Coordinator:
                     if waiting and not pool.procs:
                         pool.start_all()
                     time.sleep(POLL_S)
+            self.console.print()  # the live display's last frame ends without a newline
         except KeyboardInterrupt:
             self.console.print("\n[yellow]Interrupted: stopping workers, closing their "
                                "runs...[/]")
