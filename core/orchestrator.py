@@ -341,8 +341,8 @@ class Coordinator:
         if not queue.has_heartbeat:
             live = {w.id for w in pool.procs.values()}
             self._recover(queue, c, exp_id, live)
-            pending = [t for t in self.trials
-                       if t.hash not in st.finished_by_hash(c, exp_id)]
+            finished = st.finished_by_hash(c, exp_id)
+            pending = [t for t in self.trials if t.hash not in finished]
             _, lost = self._enqueue(queue, pending, parents, exp_id)
             given_up.extend(h for h in lost if h not in given_up)
         if pool.crashes > 10 * len(pool.slots):
@@ -354,7 +354,9 @@ class Coordinator:
     @staticmethod
     def _state(queue: q.Queue, hashes: set[str]) -> dict[str, str]:
         out = dict.fromkeys(hashes, "missing")
-        rank = {"done": 4, "running": 3, "waiting": 2, "failed": 1, "missing": 0}
+        # A live trial outranks a finished one: an old COMPLETE trial whose MLflow run is gone
+        # (store wiped) has been queued again, and that new trial is what counts.
+        rank = {"running": 4, "waiting": 3, "done": 2, "failed": 1, "missing": 0}
         for t in queue.trials():
             h = t.user_attrs.get("trial_hash")
             if h not in out:

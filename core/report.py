@@ -83,7 +83,13 @@ def baseline_name(runs: pd.DataFrame) -> str | None:
 # ----------------------------------------------------------------------------- tables
 
 
-def variant_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _runs(runs: pd.DataFrame | str) -> pd.DataFrame:
+    """Notebook convenience: a study name loads its runs from the default tracking URI."""
+    return load_runs(runs) if isinstance(runs, str) else runs
+
+
+def variant_table(runs: pd.DataFrame | str, metric: str = "test_accuracy") -> pd.DataFrame:
+    runs = _runs(runs)
     rows = []
     for name, g in runs.groupby("variant", sort=False):
         fin = _finished(g)
@@ -108,10 +114,11 @@ def variant_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
-def comparison_table(runs: pd.DataFrame, metric: str, direction: str = "maximize",
-                     baseline: str | None = None) -> pd.DataFrame:
+def comparison_table(runs: pd.DataFrame | str, metric: str = "test_accuracy",
+                     direction: str = "maximize", baseline: str | None = None) -> pd.DataFrame:
     """Each variant against the baseline; paired tests when both have the same seeds.
     p-values are Holm-adjusted across all comparisons of the study."""
+    runs = _runs(runs)
     baseline = baseline or baseline_name(runs)
     fin = _finished(runs)
     fin = fin[fin[metric].notna()] if metric in fin else fin.iloc[0:0]

@@ -50,3 +50,21 @@ def test_pruner_spec_forms():
     s = Search(base="digits_cnn", space={"lr": Param(type="float", low=0.1, high=1)},
                pruner="hyperband")
     assert s.pruner_spec.type == "hyperband"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes"])
+def test_every_sampler_runs_the_space(sampler):
+    space = {"lr": Param(type="float", low=0.001, high=0.1, step=0.001),
+             "depth": Param(type="int", low=1, high=3)}
+    if sampler != "cmaes":
+        space["head"] = Param(type="categorical", choices=["gap", "gap_dense"])
+    s = Search(base="digits_cnn", space=space, sampler=sampler)
+    raw = base_raw(s)
+    study = optuna.create_study(sampler=make_sampler(s), direction="maximize")
+
+    def objective(trial):
+        exp = experiment_for(raw, {k: p.suggest(trial, k) for k, p in s.space.items()}, "t")
+        return -abs(exp.train.lr - 0.01) - exp.model.depth
+
+    study.optimize(objective, n_trials=4)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4

@@ -92,3 +92,13 @@ def test_tta_many_views_logs_both(tracking_uri):
     res = run_trial(TrialSpec(tiny(eval={"tta": 3}, augment={"strength": "moderate"}), 0,
                               "tta"), tracking_uri)
     assert "test_accuracy_tta" in res.metrics and "test_accuracy" in res.metrics
+
+
+def test_mixed_precision_trains_and_says_so(tracking_uri, mlflow_client):
+    res = run_trial(TrialSpec(tiny(train={"mixed_precision": True}), 0, "mp"), tracking_uri)
+    assert res.status == "FINISHED" and res.outcome in ("ok", "collapsed")
+    tags = mlflow_client.get_run(res.run_id).data.tags
+    assert tags["ablab.dtype_policy"] == "mixed_bfloat16"  # CPU; mixed_float16 on a GPU
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the trial
