@@ -38,21 +38,28 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view; ours hold training runs.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def get_or_create_experiment(c, name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
+        if KIND_TAG not in exp.tags:
+            c.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
     root = _artifact_root(c.tracking_uri)
     location = Path(root, slug(name)).as_uri() if root else None
     try:
-        return c.create_experiment(name, artifact_location=location)
+        exp_id = c.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
     except Exception:  # another worker created it first
         exp = c.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+    return exp_id
 
 
 def _fmt(v: Any) -> str:

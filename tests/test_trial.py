@@ -36,6 +36,9 @@ def test_trial_logs_everything(tracking_uri, mlflow_client):
     assert tags["ablab.outcome"] in ("ok", "collapsed")
     assert tags["ablab.device"] == "cpu"
     assert _artifacts(mlflow_client, res.run_id) >= ARTIFACTS
+    # MLflow's UI opens the experiment on its training-runs table, not the GenAI overview
+    exp_tags = mlflow_client.get_experiment(run.info.experiment_id).tags
+    assert exp_tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_trial_is_deterministic_in_process(tracking_uri, mlflow_client):
