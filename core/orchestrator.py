@@ -194,8 +194,8 @@ class Coordinator:
         alive = {t.user_attrs.get("trial_hash") for t in queue.trials((TrialState.RUNNING,))}
         st.kill_stale_runs(c, exp_id, alive)
 
-    def _enqueue(self, queue: q.Queue, pending: list[Trial], parents: dict[str, str],
-                 exp_id: str) -> tuple[list[Trial], list[str]]:
+    def _enqueue(self, queue: q.Queue, pending: list[Trial],
+                 parents: dict[str, str]) -> tuple[list[Trial], list[str]]:
         by_hash = queue.by_hash()
         queued, given_up = [], []
         for t in pending:
@@ -237,7 +237,7 @@ class Coordinator:
             given_up: list[str] = []
             if pending:
                 self._pretrain(c, sources)
-                pending, given_up = self._enqueue(queue, pending, parents, exp_id)
+                pending, given_up = self._enqueue(queue, pending, parents)
         except BaseException:
             pool.interrupt(timeout_s=10)
             raise
@@ -343,7 +343,7 @@ class Coordinator:
             self._recover(queue, c, exp_id, live)
             finished = st.finished_by_hash(c, exp_id)
             pending = [t for t in self.trials if t.hash not in finished]
-            _, lost = self._enqueue(queue, pending, parents, exp_id)
+            _, lost = self._enqueue(queue, pending, parents)
             given_up.extend(h for h in lost if h not in given_up)
         if pool.crashes > 10 * len(pool.slots):
             raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")

@@ -157,11 +157,6 @@ def _plt():
     return plt
 
 
-def MaxNLocator(**kw):  # noqa: N802 - matplotlib's name
-    from matplotlib.ticker import MaxNLocator as Locator
-
-    return Locator(**kw)
-
 
 def plot_per_seed(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     plt = _plt()
@@ -198,6 +193,7 @@ def histories(runs: pd.DataFrame, c, keys=("val_accuracy", "val_loss")) -> pd.Da
 
 def plot_learning_curves(hist: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key in zip(axes, ("val_accuracy", "val_loss"), strict=True):
         h = hist[hist["metric"] == key]

@@ -62,7 +62,8 @@ def get_or_create_experiment(c, name: str) -> str:
     return exp_id
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """MLflow params and tags are strings; booleans as YAML writes them."""
     if isinstance(v, bool):
         return str(v).lower()
     return str(v)
@@ -71,7 +72,7 @@ def _fmt(v: Any) -> str:
 def log_params(c, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, _fmt(v)[:6000]) for k, v in sorted(params.items())]
+    items = [Param(k, fmt(v)[:6000]) for k, v in sorted(params.items())]
     for i in range(0, len(items), MAX_PARAMS_PER_CALL):
         c.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_CALL])
 
@@ -89,7 +90,7 @@ def log_metrics(c, run_id: str, metrics: dict[str, float], step: int = 0) -> Non
 def set_tags(c, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 
-    c.log_batch(run_id, tags=[RunTag(k, _fmt(v)) for k, v in tags.items()])
+    c.log_batch(run_id, tags=[RunTag(k, fmt(v)) for k, v in tags.items()])
 
 
 def search(c, experiment_id: str, filter_string: str = "", max_results: int = 50000) -> list:

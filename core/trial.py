@@ -150,7 +150,7 @@ def start_run(spec: TrialSpec, c, experiment_id: str) -> str:
     if spec.parent_run_id:
         tags["mlflow.parentRunId"] = spec.parent_run_id
     run = c.create_run(experiment_id, run_name=spec.run_name or f"{spec.exp.name} seed={spec.seed}",
-                       tags={k: tracking._fmt(v) for k, v in tags.items()})
+                       tags={k: tracking.fmt(v) for k, v in tags.items()})
     run_id = run.info.run_id
     tracking.log_params(c, run_id, {**spec.exp.flat(), "seed": spec.seed})
     return run_id
