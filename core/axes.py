@@ -81,6 +81,11 @@ AXES: tuple[Axis, ...] = (
          "the model (rotation, shear, zoom, translation, flip, brightness, contrast)"),
     Axis("augment.ops.rotation", "rotation", "custom policy: max rotation, fraction of a turn"),
     Axis("augment.ops.zoom", "zoom", "custom policy: max zoom factor"),
+    Axis("augment.ops.shear", "shear", "custom policy: max shear factor"),
+    Axis("augment.ops.translation", "translation", "custom policy: max shift, fraction of size"),
+    Axis("augment.ops.horizontal_flip", "flip", "custom policy: random horizontal flips"),
+    Axis("augment.ops.brightness", "brightness", "custom policy: max brightness change"),
+    Axis("augment.ops.contrast", "contrast", "custom policy: max contrast change"),
     Axis("model.bn_trainable", "bn_trainable",
          "transfer learning: pretrained backbone's BatchNorm trains (batch statistics, "
          "gamma/beta update) or stays frozen in inference mode"),
