@@ -35,6 +35,7 @@ from core import queue as q
 from core import study as st
 from core import tracking
 from core.ablation import Ablation, Trial, expand_trials
+from core.config import ConfigError
 from core.paths import MLRUNS_DIR, default_storage
 from core.stats import aggregate
 
@@ -276,8 +277,11 @@ class Coordinator:
             if pretrain.find(c, pretrain.source_experiment(name)):
                 continue
             self.console.print(f"pretraining [bold]{name}[/] once (reused by every trial)...")
-            subprocess.run([sys.executable, "-m", "core.cli", "pretrain", name,
-                            "--tracking-uri", self.tracking_uri], check=True)
+            rc = subprocess.run([sys.executable, "-m", "core.cli", "pretrain", name,
+                                 "--tracking-uri", self.tracking_uri]).returncode
+            if rc != 0:
+                raise ConfigError(f"pretraining {name!r} failed (exit {rc}); its output is "
+                                  "above. Nothing of the study was queued.")
 
     def _pool(self) -> Pool:
         cmd = [sys.executable, "-m", "core.cli", "worker", self.ab.path or self.name,
