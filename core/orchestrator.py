@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -82,7 +81,7 @@ class WorkerProc:
 
     @property
     def id(self) -> str:
-        return f"{socket.gethostname()}:{self.proc.pid}"
+        return q.worker_id(self.proc.pid)
 
 
 @dataclass
@@ -133,25 +132,6 @@ class Pool:
                 w.proc.wait()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _dead_local_worker(who: str | None, live: set[str]) -> bool:
-    if not who:
-        return True
-    host, _, pid = who.rpartition(":")
-    if who in live or host != socket.gethostname():
-        return False
-    return not (pid.isdigit() and _pid_alive(int(pid)))
-
-
 # ----------------------------------------------------------------------------- the study
 
 
@@ -187,11 +167,7 @@ class Coordinator:
     def _recover(self, queue: q.Queue, c, exp_id: str, live: set[str]) -> None:
         """After a crash or SIGKILL: fail RUNNING trials whose worker is gone, end their MLflow
         runs as KILLED. With heartbeats, Optuna decides what is stale."""
-        queue.fail_stale()
-        if not queue.has_heartbeat:
-            for t in queue.trials((TrialState.RUNNING,)):
-                if _dead_local_worker(t.user_attrs.get("worker"), live):
-                    queue.fail(t, "crashed")
+        queue.fail_dead_workers(live)
         alive = {t.user_attrs.get("trial_hash") for t in queue.trials((TrialState.RUNNING,))}
         st.kill_stale_runs(c, exp_id, alive)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -54,10 +55,28 @@ def study_name(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def worker_id() -> str:
-    import os
+def worker_id(pid: int | None = None) -> str:
+    """How a worker names itself in the trials it claims: host and process id."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
-    return f"{socket.gethostname()}:{os.getpid()}"
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_worker(who: str | None, live: set[str]) -> bool:
+    if not who:
+        return True
+    host, _, pid = who.rpartition(":")
+    if who in live or host != socket.gethostname():
+        return False
+    return not (pid.isdigit() and _pid_alive(int(pid)))
 
 
 @dataclass
@@ -167,6 +186,15 @@ class Queue:
             return self.storage.set_trial_state_values(tid, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
+
+    def fail_dead_workers(self, live: set[str] | frozenset[str] = frozenset()) -> None:
+        """After a crash or SIGKILL. RDB storage: Optuna's heartbeats decide what is stale.
+        Journal file: RUNNING trials whose worker process on this host is gone are failed."""
+        self.fail_stale()
+        if not self.has_heartbeat:
+            for t in self.trials((TrialState.RUNNING,)):
+                if dead_local_worker(t.user_attrs.get("worker"), live):
+                    self.fail(t, "crashed")
 
     def fail_stale(self) -> None:
         if self.has_heartbeat:

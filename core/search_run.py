@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core import queue as q
 from core import tracking
-from core.orchestrator import _dead_local_worker, device_slots
+from core.orchestrator import device_slots
 from core.paths import MLRUNS_DIR, default_storage
 from core.search import Search, base_raw, experiment_for
 
@@ -38,19 +38,10 @@ def parent_run(c, exp_id: str, s: Search) -> str:
     return run.info.run_id
 
 
-def recover(study: optuna.Study, storage, c, exp_id: str, heartbeat: bool) -> None:
-    """Fail trials of dead local workers (journal) or stale ones (RDB heartbeats); their MLflow
-    runs left RUNNING end KILLED."""
-    if heartbeat:
-        optuna.storages.fail_stale_trials(study)
-    else:
-        sid = storage.get_study_id_from_name(study.study_name)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if _dead_local_worker(t.user_attrs.get("worker"), set()):
-                tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
-                storage.set_trial_state_values(tid, TrialState.FAIL)
-    running = {str(t.number) for t in study.get_trials(deepcopy=False,
-                                                        states=(TrialState.RUNNING,))}
+def recover(queue: q.Queue, c, exp_id: str) -> None:
+    """Fail the trials of dead workers; their MLflow runs left RUNNING end KILLED."""
+    queue.fail_dead_workers()
+    running = {str(t.number) for t in queue.trials((TrialState.RUNNING,))}
     for r in tracking.search(c, exp_id, "attributes.status = 'RUNNING'"):
         if r.data.tags.get("optuna.trial_number") not in running:
             tracking.set_tags(c, r.info.run_id, {"ablab.outcome": "killed",
@@ -73,13 +64,12 @@ def run_search(s: Search, trials: int | None = None, workers: int | None = None,
     experiment_for(raw, first, f"search {s.name}")  # a bad space fails here, not in a worker
     storage = storage or default_storage()
     tracking_uri = tracking_uri or tracking.default_tracking_uri()
-    st = q.open_storage(storage)
-    study = optuna.create_study(study_name=s.study_name, storage=st, direction=s.direction,
-                                load_if_exists=True)
+    queue = q.Queue(storage, s.study_name, s.direction)
+    study = queue.study
     c = tracking.client(tracking_uri)
     exp_id = tracking.get_or_create_experiment(c, s.name)
     study.set_user_attr("mlflow_parent_run_id", parent_run(c, exp_id, s))
-    recover(study, st, c, exp_id, q.is_url(storage))
+    recover(queue, c, exp_id)
     existing = len([t for t in study.get_trials(deepcopy=False)
                     if t.state != TrialState.WAITING])
     remaining = max(0, total - existing)
@@ -91,7 +81,7 @@ def run_search(s: Search, trials: int | None = None, workers: int | None = None,
                       f"{s.pruner_spec.type}).")
         interrupted = _drive(s, study, storage, tracking_uri, remaining, workers, sets, smoke,
                              console)
-        recover(study, st, c, exp_id, q.is_url(storage))
+        recover(queue, c, exp_id)
     else:
         console.print(f"[bold]{s.name}[/]: the study already has {existing} trial(s) >= "
                       f"{total}; nothing to run.")
