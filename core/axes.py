@@ -1,20 +1,106 @@
-"""The axes registry: every field an ablation or search may vary, with an alias and a meaning.
+"""The axes registry: every field an ablation or search may vary, with an alias, a meaning and
+the condition under which it acts.
 
-Type, allowed values and default are read off the Experiment model, so adding an axis is one
-`Axis(...)` line here (plus its field in `core/config.py` if it is new).
+Type, allowed values and default are read off the schema (`core/schema.py`) and, for named
+choices, off the field's registry, so adding an axis is one `Axis(...)` line here. An axis
+with `when=` only acts in some configs (e.g. `augment.ops.rotation` only under the `custom`
+policy): setting or varying it where it cannot act is a config error naming what it needs, so
+no study ever trains identical models under different names.
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel
 
-from core.config import ConfigError, Experiment
+from core.augment import POLICIES, resolve
+from core.data import SOURCES
+from core.dicts import get_dotted
+from core.errors import ConfigError
+from core.models import ACTIVATIONS, BACKBONES, FINETUNE, HEADS
+from core.optim import OPTIMIZERS, SCHEDULES
+from core.registry import Registry
+from core.schema import Experiment, OpRanges, default_of, field_info
+
+# Fields whose values are registry names: the registry is the single source of those names.
+NAMED: dict[str, Registry] = {r.field: r for r in (
+    SOURCES, POLICIES, BACKBONES, HEADS, FINETUNE, ACTIVATIONS, OPTIMIZERS, SCHEDULES)}
+
+PRETRAIN_EXAMPLE = "pretrain:digits_0_4_pretrain"
+
+
+def _names(reg: Registry, pred: Callable[[dict], bool]) -> str:
+    return "|".join(n for n in reg.names() if pred(reg.meta(n)))
+
+
+@dataclass(frozen=True)
+class When:
+    """A condition on the resolved config under which an axis acts. `needs` says it in words,
+    `shows` are the fields to quote back, `context` are overrides that make it true."""
+
+    needs: str
+    test: Callable[[Experiment], bool]
+    shows: tuple[str, ...]
+    context: dict[str, Any]
+
+
+def _built_cnn(e: Experiment) -> bool:
+    return bool(BACKBONES.meta(e.model.backbone).get("configurable")) and not e.model.pretrained
+
+
+def _dense_head(e: Experiment) -> bool:
+    return bool(HEADS.meta(e.model.head).get("dense"))
+
+
+CUSTOM = When(f"augment.strength={_names(POLICIES, lambda m: m.get('uses_ops'))}",
+              lambda e: bool(POLICIES.meta(e.augment.strength).get("uses_ops")),
+              ("augment.strength",), {"augment.strength": "custom"})
+PRETRAINED = When("pretrained weights (model.weights=imagenet, pretrain:<experiment> or an "
+                  "MLflow model URI); with weights none every layer trains",
+                  lambda e: e.model.pretrained, ("model.weights",),
+                  {"model.weights": PRETRAIN_EXAMPLE})
+BN_CHOICE = When(f"pretrained weights and model.finetune="
+                 f"{_names(FINETUNE, lambda m: m.get('bn_choice'))} (the other policies fix "
+                 "what BatchNorm does)",
+                 lambda e: e.model.pretrained and FINETUNE.meta(e.model.finetune)["bn_choice"],
+                 ("model.weights", "model.finetune"),
+                 {"model.weights": PRETRAIN_EXAMPLE, "model.finetune": "full"})
+TWO_PHASE = When("pretrained weights and model.head_epochs > 0",
+                 lambda e: e.model.pretrained and e.model.head_epochs > 0,
+                 ("model.weights", "model.head_epochs"),
+                 {"model.weights": PRETRAIN_EXAMPLE, "model.head_epochs": 1,
+                  "train.epochs": 2})
+BUILT_CNN = When(f"a backbone built from the config: model.backbone="
+                 f"{_names(BACKBONES, lambda m: m.get('configurable'))} with model.weights=none "
+                 "(a pretrained backbone keeps its source's architecture)",
+                 _built_cnn, ("model.backbone", "model.weights"),
+                 {"model.backbone": "cnn", "model.weights": "none"})
+ACTIVATION = When(f"{BUILT_CNN.needs}, or a head with a Dense layer (model.head="
+                  f"{_names(HEADS, lambda m: m.get('dense'))})",
+                  lambda e: _built_cnn(e) or _dense_head(e),
+                  ("model.backbone", "model.weights", "model.head"),
+                  {"model.backbone": "cnn", "model.weights": "none"})
+DENSE_HEAD = When(f"a head with a Dense layer (model.head="
+                  f"{_names(HEADS, lambda m: m.get('dense'))})",
+                  _dense_head, ("model.head",), {"model.head": "gap_dense"})
+
+
+def _uses(field: str) -> When:
+    return When(f"train.optimizer={_names(OPTIMIZERS, lambda m: field in m['uses'])}",
+                lambda e: field in OPTIMIZERS.meta(e.train.optimizer)["uses"],
+                ("train.optimizer",),
+                {"train.optimizer": next(n for n in OPTIMIZERS.names()
+                                         if field in OPTIMIZERS.meta(n)["uses"])})
+
+
+AUGMENTED = When("augmentation to average over (augment.strength other than none)",
+                 lambda e: resolve(e.augment) != OpRanges(), ("augment.strength",),
+                 {"augment.strength": "moderate"})
 
 
 @dataclass(frozen=True)
@@ -23,42 +109,47 @@ class Axis:
     alias: str
     meaning: str
     suggested: tuple[Any, ...] = ()  # typical values for open-ended numeric axes
+    when: When | None = None
 
     def field(self):
-        model: type[BaseModel] = Experiment
-        parts = self.path.split(".")
-        for p in parts[:-1]:
-            model = model.model_fields[p].annotation
-        return model.model_fields[parts[-1]]
+        return field_info(self.path)
+
+    @property
+    def registry(self) -> Registry | None:
+        return NAMED.get(self.path)
 
     @property
     def default(self) -> Any:
-        section = Experiment()
-        for p in self.path.split("."):
-            section = getattr(section, p)
-        return section
+        return default_of(self.path)
 
     @property
     def type_name(self) -> str:
         ann = self.field().annotation
-        if typing.get_origin(ann) is typing.Literal:
+        if self.registry is not None or typing.get_origin(ann) is typing.Literal:
             return "choice"
         args = [a for a in typing.get_args(ann) if a is not type(None)]
         base = args[0] if args else ann
         return getattr(base, "__name__", str(base))
 
+    def choices(self) -> list[Any]:
+        """The valid values of a choice or bool axis ([] for open-ended numbers)."""
+        if self.registry is not None:
+            return self.registry.names()
+        ann = self.field().annotation
+        if typing.get_origin(ann) is typing.Literal:
+            return list(typing.get_args(ann))
+        if ann is bool:
+            return [False, True]
+        return []
+
     @property
     def allowed(self) -> str:
-        f = self.field()
-        ann = f.annotation
-        if typing.get_origin(ann) is typing.Literal:
+        if self.choices():
             return ", ".join(str(a).lower() if isinstance(a, bool) else str(a)
-                             for a in typing.get_args(ann))
-        if ann is bool:
-            return "true, false"
+                             for a in self.choices())
         lo = hi = None
         lo_op, hi_op = ">=", "<="
-        for m in f.metadata:
+        for m in self.field().metadata:
             if isinstance(m, Ge):
                 lo = m.ge
             elif isinstance(m, Gt):
@@ -76,39 +167,57 @@ class Axis:
         return rng or "any"
 
 
+SEED_AXIS = "seed"
+
 AXES: tuple[Axis, ...] = (
     Axis("augment.strength", "augment", "augmentation policy: Keras preprocessing layers inside "
          "the model (rotation, shear, zoom, translation, flip, brightness, contrast)"),
-    Axis("augment.ops.rotation", "rotation", "custom policy: max rotation, fraction of a turn"),
-    Axis("augment.ops.zoom", "zoom", "custom policy: max zoom factor"),
-    Axis("augment.ops.shear", "shear", "custom policy: max shear factor"),
-    Axis("augment.ops.translation", "translation", "custom policy: max shift, fraction of size"),
-    Axis("augment.ops.horizontal_flip", "flip", "custom policy: random horizontal flips"),
-    Axis("augment.ops.brightness", "brightness", "custom policy: max brightness change"),
-    Axis("augment.ops.contrast", "contrast", "custom policy: max contrast change"),
+    Axis("augment.ops.rotation", "rotation", "custom policy: max rotation, fraction of a turn",
+         (0.0, 0.05, 0.2), CUSTOM),
+    Axis("augment.ops.zoom", "zoom", "custom policy: max zoom factor", (0.0, 0.1, 0.3), CUSTOM),
+    Axis("augment.ops.shear", "shear", "custom policy: max shear factor", (0.0, 0.1, 0.3),
+         CUSTOM),
+    Axis("augment.ops.translation", "translation", "custom policy: max shift, fraction of size",
+         (0.0, 0.1, 0.2), CUSTOM),
+    Axis("augment.ops.horizontal_flip", "flip", "custom policy: random horizontal flips",
+         when=CUSTOM),
+    Axis("augment.ops.brightness", "brightness", "custom policy: max brightness change",
+         (0.0, 0.1, 0.3), CUSTOM),
+    Axis("augment.ops.contrast", "contrast", "custom policy: max contrast change",
+         (0.0, 0.1, 0.3), CUSTOM),
     Axis("model.bn_trainable", "bn_trainable",
          "transfer learning: pretrained backbone's BatchNorm trains (batch statistics, "
-         "gamma/beta update) or stays frozen in inference mode"),
-    Axis("model.finetune", "finetune", "transfer learning: which backbone weights train "
-         "(head_only, bn_only, full)"),
+         "gamma/beta update) or stays frozen in inference mode", when=BN_CHOICE),
+    Axis("model.finetune", "finetune", "transfer learning: which backbone weights train",
+         when=PRETRAINED),
     Axis("model.weights", "weights", "backbone weights: none, imagenet, pretrain:<experiment> "
          "(pretrained once, reused) or an MLflow model URI",
-         ("none", "imagenet", "pretrain:digits_0_4_pretrain")),
+         ("none", "imagenet", PRETRAIN_EXAMPLE)),
     Axis("model.head_epochs", "head_epochs", "two-phase fine-tuning: epochs with the backbone "
-         "frozen before it unfreezes at a lower lr; 0 = one phase", (0, 2, 3)),
+         "frozen before it unfreezes at a lower lr; 0 = one phase", (0, 2, 3), PRETRAINED),
+    Axis("model.finetune_lr_factor", "finetune_lr_factor", "two-phase fine-tuning: phase-2 lr "
+         "= train.lr x this", (0.01, 0.1, 1.0), TWO_PHASE),
     Axis("model.backbone", "backbone", "feature extractor: the project's CNN or a "
-         "keras.applications network"),
+         "keras.applications network", ("cnn", "mobilenetv3small")),
     Axis("model.head", "head", "GlobalAveragePooling vs Flatten+Dense vs GAP+Dense classifier"),
-    Axis("model.depth", "depth", "number of conv blocks in the CNN backbone", (2, 3, 4)),
+    Axis("model.head_units", "head_units", "units of the head's hidden Dense layer",
+         (32, 64, 128), DENSE_HEAD),
+    Axis("model.depth", "depth", "number of conv blocks in the CNN backbone", (2, 3, 4),
+         BUILT_CNN),
     Axis("model.width", "width", "filters in the first conv block (doubles per block)",
-         (16, 32, 64)),
-    Axis("model.activation", "activation", "nonlinearity (the dying-ReLU question)"),
-    Axis("model.batchnorm", "batchnorm", "BatchNormalization after each conv in the CNN"),
+         (16, 32, 64), BUILT_CNN),
+    Axis("model.activation", "activation", "nonlinearity (the dying-ReLU question)",
+         when=ACTIVATION),
+    Axis("model.batchnorm", "batchnorm", "BatchNormalization after each conv in the CNN",
+         when=BUILT_CNN),
     Axis("model.dropout", "dropout", "dropout rate after each block and before the classifier",
          (0.0, 0.25, 0.5)),
     Axis("train.lr", "lr", "learning rate", (1e-4, 1e-3, 1e-2)),
     Axis("train.batch_size", "batch_size", "examples per gradient step", (16, 32, 64, 128)),
     Axis("train.optimizer", "optimizer", "optimizer"),
+    Axis("train.momentum", "momentum", "SGD momentum", (0.0, 0.9, 0.99), _uses("train.momentum")),
+    Axis("train.weight_decay", "weight_decay", "decoupled weight decay", (0, 1e-4, 1e-2),
+         _uses("train.weight_decay")),
     Axis("train.lr_schedule", "lr_schedule", "learning-rate schedule"),
     Axis("train.epochs", "epochs", "maximum training epochs", (5, 10, 30)),
     Axis("train.early_stopping_patience", "patience",
@@ -116,7 +225,6 @@ AXES: tuple[Axis, ...] = (
          (0, 3, 5)),
     Axis("train.label_smoothing", "label_smoothing", "label smoothing of the cross-entropy",
          (0.0, 0.1, 0.2)),
-    Axis("train.weight_decay", "weight_decay", "decoupled weight decay (adamw)", (0, 1e-4)),
     Axis("train.deterministic", "deterministic",
          "strict: op determinism, no XLA; fast: seeded, XLA allowed (GPU throughput)"),
     Axis("train.mixed_precision", "mixed_precision", "float16/bfloat16 compute, float32 weights"),
@@ -124,47 +232,36 @@ AXES: tuple[Axis, ...] = (
          (8, 16, 32)),
     Axis("data.train_fraction", "train_fraction", "fraction of the training split used "
          "(stratified): mimics small data sets", (0.1, 0.5, 1.0)),
-    Axis("data.source", "data", "data set: digits, synthetic, folder, keras:mnist|"
-         "fashion_mnist|cifar10"),
+    Axis("data.source", "data", "data set", ("digits", "synthetic")),
     Axis("eval.tta", "tta", "test-time augmentation: 0 = off, N = average of N augmented views",
-         (0, 4, 8)),
-    Axis("seed", "seed", "one seed drives init, shuffling, augmentation and dropout", (0, 1, 2)),
+         (0, 4, 8), AUGMENTED),
 )
 
-SEED_AXIS = "seed"
-# Axes that only mean something for a pretrained backbone (model.weights != none).
-TRANSFER_ONLY = ("model.bn_trainable", "model.finetune", "model.head_epochs",
-                 "model.finetune_lr_factor")
+SEED_MEANING = ("one seed drives init, shuffling, augmentation and dropout. Seeds are the "
+                "replicates of every variant: an ablation lists them under `seeds:` (or "
+                "--seeds N), `ablab train` takes --seed; not a vary:/grid:/space: axis")
 
 
 def registered() -> tuple[Axis, ...]:
-    """Axes whose field exists in this build (transfer-learning axes arrive with their issue)."""
-    out = []
-    for a in AXES:
-        if a.path == SEED_AXIS:
-            out.append(a)
-            continue
-        try:
-            a.field()
-        except KeyError:
-            continue
-        out.append(a)
-    return tuple(out)
+    return AXES
 
 
 def by_alias() -> dict[str, Axis]:
-    return {a.alias: a for a in registered()}
+    return {a.alias: a for a in AXES}
+
+
+def by_path() -> dict[str, Axis]:
+    return {a.path: a for a in AXES}
 
 
 def resolve_path(key: str) -> str:
     """Alias or dotted path -> dotted path; unknown names pass through for the validator."""
-    if key in by_alias():
-        return by_alias()[key].path
-    return key
+    axis = by_alias().get(key)
+    return axis.path if axis else key
 
 
 def get_axis(key: str) -> Axis:
-    axes = {a.path: a for a in registered()} | by_alias()
+    axes = by_path() | by_alias()
     if key in axes:
         return axes[key]
     hint = difflib.get_close_matches(key, list(axes), n=1)
@@ -175,10 +272,58 @@ def get_axis(key: str) -> Axis:
 
 
 def describe(axis: Axis) -> dict[str, str]:
-    if axis.path == SEED_AXIS:
-        return {"path": "seed", "alias": "seed", "type": "int", "values": "any int",
-                "default": "0", "meaning": axis.meaning}
     d = axis.default
     default = str(d).lower() if isinstance(d, bool) else str(d)
     return {"path": axis.path, "alias": axis.alias, "type": axis.type_name,
-            "values": axis.allowed, "default": default, "meaning": axis.meaning}
+            "values": axis.allowed, "default": default,
+            "meaning": axis.meaning + (f" [acts with {axis.when.needs}]" if axis.when else "")}
+
+
+def describe_seed() -> dict[str, str]:
+    return {"path": SEED_AXIS, "alias": SEED_AXIS, "type": "int", "values": "any int",
+            "default": "0", "meaning": SEED_MEANING}
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _fmt(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def check_names(exp: Experiment) -> None:
+    """Registry-backed fields hold registered names; backbones get what they need."""
+    for path, reg in NAMED.items():
+        reg.check(get_dotted(exp, path))
+    meta = BACKBONES.meta(exp.model.backbone)
+    if meta.get("channels") and exp.data.channels != meta["channels"]:
+        raise ConfigError(f"data.channels: {exp.model.backbone} needs {meta['channels']} "
+                          f"channels (got {exp.data.channels})")
+    if exp.model.weights == "imagenet" and not meta.get("imagenet"):
+        with_weights = _names(BACKBONES, lambda m: m.get("imagenet"))
+        raise ConfigError(f"model.weights=imagenet: model.backbone={exp.model.backbone} has no "
+                          f"ImageNet weights (those that do: {with_weights.replace('|', ', ')})")
+
+
+def inactive(exp: Experiment, paths: Iterable[str]) -> list[str]:
+    """One message per explicitly set axis that cannot act in `exp` (values equal to the
+    schema default are fine: they are what an unset field would be)."""
+    problems = []
+    axes = by_path()
+    for path in dict.fromkeys(paths):
+        axis = axes.get(path)
+        if axis is None or axis.when is None or axis.when.test(exp):
+            continue
+        value = get_dotted(exp, path)
+        if value == axis.default:
+            continue
+        here = ", ".join(f"{p}={_fmt(get_dotted(exp, p))}" for p in axis.when.shows)
+        problems.append(f"{path}={_fmt(value)} has no effect here: it acts only with "
+                        f"{axis.when.needs}; this config has {here}")
+    return problems
+
+
+def check_acts(exp: Experiment, paths: Iterable[str]) -> None:
+    problems = inactive(exp, paths)
+    if problems:
+        raise ConfigError("\n".join(problems))

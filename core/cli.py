@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.config import ConfigError
+from core.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ablab: seeded, repeated ablation studies of image classifiers, "
@@ -29,14 +29,13 @@ StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storag
 @app.command()
 def axes() -> None:
     """List every axis an ablation or search can vary."""
-    from core.axes import describe, registered
+    from core.axes import describe, describe_seed, registered
 
     table = Table(title="ablab axes", show_lines=False)
     for col in ("path", "alias", "type", "values", "default"):
         table.add_column(col, no_wrap=col in ("path", "alias", "type"))
     table.add_column("meaning", ratio=1, min_width=30)
-    for a in registered():
-        d = describe(a)
+    for d in [*(describe(a) for a in registered()), describe_seed()]:
         table.add_row(*(d[k] for k in ("path", "alias", "type", "values", "default", "meaning")))
     console.print(table)
 
@@ -49,15 +48,23 @@ def train(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Train one seeded trial and log it to MLflow."""
+    from core import pretrain, tracking
     from core.config import load_experiment
+    from core.runner import run_trial
+    from core.trial import Trial, source_name
 
     exp = load_experiment(experiment, set_)
-    from core.trial import TrialSpec, run_trial
-
-    spec = TrialSpec(exp, seed, experiment_name=exp.name)
-    console.print(f"[bold]{exp.name}[/] seed={seed} trial={spec.hash}: training "
+    src = pretrain.source(source_name(exp.model.weights)) \
+        if source_name(exp.model.weights) else None
+    trial = Trial.new(exp, seed, exp.name, source_hash=src.hash if src else None)
+    c = tracking.client(tracking_uri)
+    if src is not None:  # trained (once) in a run of its own, before this trial's run
+        if not pretrain.find(c, src.hash):
+            console.print(f"pretraining [bold]{src.name}[/] once (reused later)...")
+        trial = trial.replace(weights_uri=pretrain.ensure(src, c))
+    console.print(f"[bold]{exp.name}[/] seed={seed} trial={trial.hash}: training "
                   f"{exp.train.epochs} epoch(s)...")
-    res = run_trial(spec, tracking_uri)
+    res = run_trial(trial, c=c)
     if res.status == "FAILED":
         err_console.print(f"[red]trial failed[/]: {res.error} (run {res.run_id})")
         raise typer.Exit(1)
@@ -79,18 +86,32 @@ def pretrain(
     from core import tracking
 
     c = tracking.client(tracking_uri)
-    exp = pt.source_experiment(experiment)
-    uri = pt.find(c, exp)
+    src = pt.source(experiment)
+    uri = pt.find(c, src.hash)
     if uri:
         console.print(f"{experiment}: already pretrained ({uri}); reusing it.")
         return
-    console.print(f"pretraining [bold]{experiment}[/] ({exp.train.epochs} epochs, seed "
+    console.print(f"pretraining [bold]{experiment}[/] ({src.exp.train.epochs} epochs, seed "
                   f"{pt.SEED})...")
-    from core.seeding import quiet_tensorflow
+    console.print(f"pretrained backbone: {pt.ensure(src, c)}")
 
-    quiet_tensorflow()
-    uri = pt.pretrain(experiment, c)
-    console.print(f"pretrained backbone: {uri}")
+
+WorkersOpt = Annotated[int | None, typer.Option(help="worker processes (default: one per "
+                       "device slot: each GPU x --per-gpu, or 1 on CPU)")]
+PerGpuOpt = Annotated[int, typer.Option(help="workers per visible GPU")]
+SmokeOpt = Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")]
+NoWorkersOpt = Annotated[bool, typer.Option("--no-workers", help="only enqueue; `ablab worker` "
+                         "processes (here or on other machines) do the work")]
+
+
+def _options(workers, per_gpu, set_, smoke, tracking_uri, storage, no_workers):
+    from core.study import RunOptions
+
+    if per_gpu < 1:
+        raise ConfigError(f"--per-gpu: expected a positive integer, got {per_gpu}")
+    return RunOptions(workers=workers, per_gpu=per_gpu, sets=set_, smoke=smoke,
+                      tracking_uri=tracking_uri, storage=storage, enqueue_only=no_workers,
+                      console=console)
 
 
 @app.command()
@@ -98,57 +119,98 @@ def run(
     ablation: Annotated[str, typer.Argument(help="name in ablations/ or a YAML path")],
     seeds: Annotated[int | None, typer.Option(help="seeds per variant (overrides the file)")]
     = None,
-    workers: Annotated[int | None, typer.Option(help="worker processes (default: one per "
-                       "device slot: each GPU x --per-gpu, or 1 on CPU)")] = None,
-    per_gpu: Annotated[int, typer.Option(help="workers per visible GPU")] = 1,
+    workers: WorkersOpt = None,
+    per_gpu: PerGpuOpt = 1,
     set_: SetOpt = None,
-    smoke: Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")] = False,
+    smoke: SmokeOpt = False,
     tracking_uri: UriOpt = None,
     storage: StorageOpt = None,
+    no_workers: NoWorkersOpt = False,
     report: Annotated[bool, typer.Option(help="write the report when done")] = True,
 ) -> None:
     """Run an ablation study: every variant x seed, resumable, logged to MLflow."""
-    from core.ablation import load_ablation
-    from core.orchestrator import Coordinator, print_summary
+    from core.ablation.spec import load_ablation
+    from core.ablation.study import AblationStudy, print_summary
 
     ab = load_ablation(ablation)
-    coord = Coordinator(ab, seeds, workers, set_, tracking_uri, storage, smoke, per_gpu,
-                        console)
-    res = coord.run()
+    study = AblationStudy(ab, _options(workers, per_gpu, set_, smoke, tracking_uri, storage,
+                                       no_workers), seeds)
+    interrupted = False
+    try:
+        study.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    if no_workers and not interrupted:
+        return
+    res = study.summarize(interrupted)
     print_summary(res, ab.metric, console)
     if res.interrupted:
         console.print("[yellow]Interrupted.[/] Finished trials are kept; run the same command "
                       "again to continue.")
         raise typer.Exit(130)
     if report and res.counts["finished"]:
-        from core.report import write_report
+        from core.ablation.report import write_report
 
-        write_report(ab.path, None, None, coord.tracking_uri, console, quiet=True,
-                     expected=coord.trials)
+        write_report(ab.path, None, None, study.tracking_uri, console, quiet=True,
+                     expected=study.trials)
     if res.counts["failed"] or res.counts["missing"]:
         raise typer.Exit(1)
 
 
 @app.command()
+def search(
+    name: Annotated[str, typer.Argument(help="name in searches/ or a YAML path")],
+    trials: Annotated[int | None, typer.Option(help="total trials the study should reach "
+                      "(a rerun continues it)")] = None,
+    workers: WorkersOpt = None,
+    per_gpu: PerGpuOpt = 1,
+    set_: SetOpt = None,
+    smoke: SmokeOpt = False,
+    tracking_uri: UriOpt = None,
+    storage: StorageOpt = None,
+    no_workers: NoWorkersOpt = False,
+) -> None:
+    """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml."""
+    from core.search.spec import load_search
+    from core.search.strategy import SearchStudy
+
+    s = load_search(name)
+    study = SearchStudy(s, _options(workers, per_gpu, set_, smoke, tracking_uri, storage,
+                                    no_workers), trials)
+    interrupted = False
+    try:
+        study.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    if no_workers and not interrupted:
+        return
+    res = study.summarize(interrupted)
+    if res.get("interrupted"):
+        console.print("[yellow]Interrupted.[/] Run the same command to continue the study.")
+        raise typer.Exit(130)
+
+
+@app.command()
 def worker(
-    ablation: Annotated[str, typer.Argument(help="the ablation whose queue to serve")],
+    study: Annotated[str, typer.Argument(help="the ablation or search whose queue to serve "
+                     "(its name; `ablation:NAME` or `search:NAME` when both exist)")],
     storage: StorageOpt = None,
     tracking_uri: UriOpt = None,
-    study_name: Annotated[str | None, typer.Option(hidden=True)] = None,
     wait: Annotated[bool, typer.Option(help="keep polling while other workers still run "
                     "trials (retries may appear)")] = False,
 ) -> None:
-    """Serve one study's queue: claim trials, run them, log to MLflow (any machine)."""
+    """Serve one study's queue: claim trials, run them, log to MLflow (any machine, any
+    directory: configs travel in the queue)."""
+    from core.ablation.study import AblationHandler
     from core.paths import default_storage
-    from core.queue import study_name as qname
-    from core.worker import serve
+    from core.search.strategy import SearchHandler
+    from core.study.worker import resolve_study, serve
 
-    if study_name is None:
-        from core.ablation import load_ablation
-
-        study_name = qname("ablation", load_ablation(ablation).name)
+    storage = storage or default_storage()
+    name = resolve_study(storage, study, timeout_s=60.0)
     try:
-        n = serve(study_name, storage or default_storage(), tracking_uri, wait=wait)
+        n = serve(name, storage, tracking_uri,
+                  {"ablation": AblationHandler, "search": SearchHandler}, wait=wait)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(f"worker done: ran {n} trial(s)")
@@ -166,7 +228,7 @@ def report(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Statistics, plots and significance for a study; also logged to MLflow."""
-    from core.report import write_report
+    from core.ablation.report import write_report
 
     if direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"--direction: {direction!r} is not maximize or minimize")
@@ -174,49 +236,6 @@ def report(
         write_report(ablation, metric, out, tracking_uri, console, direction=direction)
     except LookupError as err:
         raise ConfigError(str(err)) from None
-
-
-@app.command()
-def search(
-    name: Annotated[str, typer.Argument(help="name in searches/ or a YAML path")],
-    trials: Annotated[int | None, typer.Option(help="total trials the study should reach "
-                      "(a rerun continues it)")] = None,
-    workers: Annotated[int | None, typer.Option(help="parallel worker processes")] = None,
-    set_: SetOpt = None,
-    smoke: Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")] = False,
-    tracking_uri: UriOpt = None,
-    storage: StorageOpt = None,
-) -> None:
-    """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml."""
-    from core.search import load_search
-    from core.search_run import run_search
-
-    s = load_search(name)
-    res = run_search(s, trials, workers, set_, tracking_uri, storage, smoke, console)
-    if res.get("interrupted"):
-        console.print("[yellow]Interrupted.[/] Run the same command to continue the study.")
-        raise typer.Exit(130)
-
-
-@app.command("search-worker", hidden=True)
-def search_worker(
-    name: str,
-    storage: StorageOpt = None,
-    tracking_uri: UriOpt = None,
-    n_trials: Annotated[int, typer.Option()] = 1,
-    worker_index: Annotated[int, typer.Option()] = 0,
-    set_: SetOpt = None,
-    smoke: bool = False,
-) -> None:
-    """One search worker (started by `ablab search`)."""
-    from core.paths import default_storage
-    from core.search import load_search, serve
-
-    try:
-        serve(load_search(name), storage or default_storage(), tracking_uri, n_trials,
-              worker_index, set_, smoke)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 def _interrupt(signum, frame) -> None:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.config import Experiment, TrainConfig
 from core.data import Dataset, to_tf
 from core.models import build_model
+from core.optim import SCHEDULES, make_optimizer
+from core.schema import Experiment, TrainConfig
 
 EpochSink = Callable[[int, dict[str, float]], None]
 
@@ -23,23 +24,6 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
-
-
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, lr_scale: float = 1.0,
-                   epochs: int | None = None):
-    import keras
-
-    lr = cfg.lr * lr_scale
-    if cfg.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, max(1, (epochs or cfg.epochs)
-                                                            * steps_per_epoch))
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamax":
-        return keras.optimizers.Adamax(lr)
-    return keras.optimizers.SGD(lr, momentum=cfg.momentum)
 
 
 def _epoch_logger(sink: EpochSink | None, times: list[float]):
@@ -75,11 +59,13 @@ def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float],
     if cfg.early_stopping_patience:
         cbs.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))
-    if cfg.lr_schedule == "reduce_on_plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(1, cfg.early_stopping_patience // 2 or 2),
-            min_lr=cfg.lr * 1e-3))
-    return cbs
+    return cbs + SCHEDULES[cfg.lr_schedule].callbacks(cfg)
+
+
+def jit_compile(exp: Experiment) -> bool | str:
+    """strict: no XLA (its kernels are not deterministic); fast: Keras decides. TensorFlow's
+    op determinism is process-wide, so a worker that ran a strict trial stays strict."""
+    return False if exp.train.deterministic == "strict" else "auto"
 
 
 def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float = 1.0,
@@ -90,7 +76,7 @@ def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float 
         optimizer=make_optimizer(exp.train, steps_per_epoch, lr_scale, epochs),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=exp.train.label_smoothing),
         metrics=["accuracy"],
-        jit_compile=False if exp.train.deterministic == "strict" else "auto",
+        jit_compile=jit_compile(exp),
     )
 
 

@@ -19,7 +19,8 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 import pytest  # noqa: E402
 
-from core.config import deep_merge, experiment_from_dict  # noqa: E402
+from core.config import experiment_from_dict  # noqa: E402
+from core.dicts import deep_merge  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

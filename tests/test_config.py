@@ -1,12 +1,9 @@
 import pytest
 
-from core.config import (
-    ConfigError,
-    Experiment,
-    load_experiment,
-    parse_sets,
-    trial_hash,
-)
+from core.config import load_experiment, parse_sets
+from core.errors import ConfigError
+from core.schema import Experiment
+from core.trial import trial_hash
 from tests.conftest import run_cli, tiny
 
 
@@ -91,10 +88,22 @@ def test_cli_config_error_exits_2_and_writes_nothing(tmp_path, bad):
 
 
 def test_trial_hash_follows_the_pretraining_source(tmp_path):
+    from core.pretrain import source
+
     src = tmp_path / "source.yaml"
     src.write_text("base: digits_cnn\ntrain: {epochs: 3}\n")
     target = tiny(model={"weights": f"pretrain:{src}"})
-    before = trial_hash(target, 0)
-    assert before == trial_hash(tiny(model={"weights": f"pretrain:{src}"}), 0)
+    before = trial_hash(target, 0, source(str(src)).hash)
     src.write_text("base: digits_cnn\ntrain: {epochs: 4}\n")
-    assert trial_hash(target, 0) != before
+    assert trial_hash(target, 0, source(str(src)).hash) != before
+    with pytest.raises(ValueError, match="source's hash"):
+        trial_hash(target, 0)
+
+
+def test_set_of_an_axis_that_cannot_act_exits_2_naming_what_it_needs():
+    proc = run_cli("train", "digits_cnn", "--set", "rotation=0.3")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "augment.ops.rotation=0.3 has no effect" in err
+    assert "augment.strength=custom" in err and "augment.strength=none" in err
+    assert "Traceback" not in proc.stderr

@@ -3,9 +3,10 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from core.config import ConfigError, DataConfig
 from core.data import SOURCES, cache_key, load_dataset, to_tf
 from core.data._synthetic import make_images
+from core.errors import ConfigError
+from core.schema import DataConfig
 
 
 def _sizes(ds):
@@ -107,6 +108,8 @@ def test_folder_missing_path(tmp_path):
 def test_every_source_is_registered():
     assert {"digits", "synthetic", "folder", "keras:mnist", "keras:fashion_mnist",
             "keras:cifar10"} <= set(SOURCES)
+    with pytest.raises(ConfigError, match="did you mean digits"):
+        SOURCES["digitz"]
 
 
 def test_tf_pipeline_batches_and_seeded_shuffle():

@@ -3,7 +3,7 @@
 import pytest
 from optuna.trial import TrialState
 
-from core.queue import Queue
+from core.study.queue import Queue
 
 
 @pytest.fixture(params=["journal", "sqlite"])
@@ -20,7 +20,7 @@ def test_each_trial_is_claimed_once(storage):
         a.enqueue({"trial_hash": f"h{i}", "config": "{}"})
     claimed = [a.claim("w1"), b.claim("w2"), a.claim("w1"), b.claim("w2")]
     assert claimed[3] is None
-    assert sorted(j.hash for j in claimed[:3]) == ["h0", "h1", "h2"]
+    assert sorted(j.attrs["trial_hash"] for j in claimed[:3]) == ["h0", "h1", "h2"]
     assert all(t.state == TrialState.RUNNING for t in a.trials())
     assert {t.user_attrs["worker"] for t in a.trials()} == {"w1", "w2"}
 
@@ -43,7 +43,7 @@ def test_finish_maps_outcomes_to_states(storage):
 
 
 def test_stale_trials_are_retried_with_heartbeats(tmp_path, monkeypatch):
-    import core.queue as cq
+    import core.study.queue as cq
 
     monkeypatch.setattr(cq, "GRACE_S", 1)
     monkeypatch.setattr(cq, "HEARTBEAT_S", 1)
@@ -57,4 +57,4 @@ def test_stale_trials_are_retried_with_heartbeats(tmp_path, monkeypatch):
     qu.fail_stale()
     states = sorted((t.state.name, t.user_attrs["trial_hash"]) for t in qu.trials())
     assert states == [("FAIL", "h0"), ("WAITING", "h0")]  # failed, and queued again
-    assert qu.claim("w2").hash == "h0"
+    assert qu.claim("w2").attrs["trial_hash"] == "h0"

@@ -10,7 +10,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from core import stats
-from core.report import comparison_table, variant_table
+from core.ablation.report import comparison_table, variant_table
 
 TOL = 1e-9
 BASE = np.array([0.91, 0.93, 0.90, 0.94, 0.92, 0.95])

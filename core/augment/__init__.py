@@ -1,6 +1,7 @@
 """Augmentation policies, one file each, behind `register` / `resolve` / `build_layers`."""
 
-from core.augment import _custom, _extreme, _moderate, _none  # noqa: F401  (registration)
+# Import order is the order `ablab axes` lists them in.
+from core.augment import _none, _moderate, _extreme, _custom  # noqa: F401, I001  (registration)
 from core.augment._base import POLICIES, build_layers, register, resolve
 
 __all__ = ["POLICIES", "build_layers", "register", "resolve"]

@@ -1,18 +1,16 @@
-"""Augmentation policies: named per-op ranges turned into Keras preprocessing layers.
-
-The layers live inside the model (first block), so they run on the GPU, only in training, and
-draw from Keras' seeded generators: with op determinism on, a seed gives the same augmentations.
-"""
+"""Augmentation policy interface: a policy maps the config's per-op ranges to the ranges it
+applies. Registry metadata: `uses_ops` (the policy reads `augment.ops.*`; only `custom` does)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.config import AugmentConfig, OpRanges
-from core.registry import make_registry
+from core.registry import Registry
+from core.schema import AugmentConfig, OpRanges
 
 Policy = Callable[[OpRanges], OpRanges]
-POLICIES, register = make_registry()
+POLICIES: Registry[Policy] = Registry("augment.strength")
+register = POLICIES.register
 
 
 def resolve(cfg: AugmentConfig) -> OpRanges:

@@ -1,8 +1,8 @@
 from core.augment._base import register
-from core.config import OpRanges
+from core.schema import OpRanges
 
 
-@register("custom")
+@register("custom", uses_ops=True)
 def custom(ops: OpRanges) -> OpRanges:
     """Exactly the per-op ranges given under `augment.ops`."""
     return ops

@@ -1,5 +1,5 @@
 from core.augment._base import register
-from core.config import OpRanges
+from core.schema import OpRanges
 
 
 @register("none")

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 
 import numpy as np
 
-from core.config import ConfigError, DataConfig
 from core.data import _digits, _folder, _keras, _synthetic  # noqa: F401  (registration)
 from core.data._base import SOURCES, Dataset, Pool, register, select_classes, split, subsample
+from core.errors import ConfigError
+from core.schema import DataConfig
 
-__all__ = ["SOURCES", "Dataset", "Pool", "register", "load_dataset", "cache_key", "get_loader"]
-
-
-def get_loader(name: str):
-    if name not in SOURCES:
-        hint = difflib.get_close_matches(name, list(SOURCES), n=1)
-        raise ConfigError(f"data.source: unknown source {name!r}"
-                          + (f"; did you mean {hint[0]}?" if hint else "")
-                          + f" (known: {', '.join(sorted(SOURCES))})")
-    return SOURCES[name]
+__all__ = ["SOURCES", "Dataset", "Pool", "register", "load_dataset", "cache_key"]
 
 
 def split_seed(cfg: DataConfig, seed: int) -> int:
@@ -33,7 +24,7 @@ def cache_key(cfg: DataConfig, seed: int) -> str:
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """Pure: same config and split seed -> same arrays, whatever the trial seed."""
-    pool = get_loader(cfg.source)(cfg)
+    pool = SOURCES[cfg.source](cfg)
     s = split_seed(cfg, seed)
     if pool.splits is None:
         x, y, names = select_classes(pool.x, pool.y, pool.class_names, cfg.classes)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from core.config import ConfigError, DataConfig
-from core.registry import make_registry
+from core.errors import ConfigError
+from core.registry import Registry
+from core.schema import DataConfig
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Dataset:
 
 
 Loader = Callable[[DataConfig], Pool]
-SOURCES, register = make_registry()
+SOURCES: Registry[Loader] = Registry("data.source")
+register = SOURCES.register
 
 
 def resize(x: np.ndarray, size: int, channels: int) -> np.ndarray:
@@ -75,6 +76,12 @@ def select_classes(x: np.ndarray, y: np.ndarray, names: list[str], classes: list
 def _stratify(y: np.ndarray) -> np.ndarray | None:
     counts = np.bincount(y)
     return y if counts[counts > 0].min() >= 2 else None
+
+
+def train_test_split(*arrays, **kw):
+    from sklearn.model_selection import train_test_split as tts  # heavy: only when splitting
+
+    return tts(*arrays, **kw)
 
 
 def subsample(x, y, fraction: float, seed: int):

@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from core.config import ConfigError, DataConfig
 from core.data._base import Pool, register, resize
+from core.errors import ConfigError
+from core.schema import DataConfig
 
 SPLIT_DIRS = ("train", "validation", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -21,6 +21,8 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _read(paths: list[Path], cfg: DataConfig) -> tuple[list[np.ndarray], list[Path]]:
+    from PIL import Image, UnidentifiedImageError
+
     images, bad = [], []
     for p in paths:
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.config import ConfigError, DataConfig
 from core.data._base import Pool, register, resize
+from core.errors import ConfigError
+from core.schema import DataConfig
 
 NAMES = {
     "mnist": [str(i) for i in range(10)],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.config import DataConfig
 from core.data._base import Pool, register
+from core.schema import DataConfig
 
 
 def make_images(n: int, size: int, defect_rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from core.augment import build_layers, resolve
-from core.config import Experiment
 from core.models import _applications, _cnn, policy  # noqa: F401  (registration)
-from core.models._base import BACKBONES, register
+from core.models._base import ACTIVATIONS, BACKBONES, register
 from core.models.heads import HEADS
+from core.models.policy import FINETUNE
+from core.schema import Experiment
 
-__all__ = ["BACKBONES", "HEADS", "build_model", "register"]
+__all__ = ["ACTIVATIONS", "BACKBONES", "FINETUNE", "HEADS", "build_model", "register"]
 
 
 def build_model(exp: Experiment, input_shape: tuple[int, int, int], n_classes: int,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import ConfigError, ModelConfig
+from core.errors import ConfigError
 from core.models._base import register
+from core.schema import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -57,4 +58,5 @@ def build_application(name: str, cfg: ModelConfig, input_shape: tuple[int, int, 
 
 
 for _name in APPS:
-    register(_name)(lambda cfg, shape, _n=_name: build_application(_n, cfg, shape))
+    register(_name, imagenet=True, channels=3, configurable=False)(
+        lambda cfg, shape, _n=_name: build_application(_n, cfg, shape))

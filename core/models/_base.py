@@ -1,24 +1,43 @@
 """Backbone interface: a builder takes the model config and input shape and returns a Keras
-model mapping images to a feature map. Heads and the classifier are shared (see heads.py)."""
+model mapping images to a feature map. Heads and the classifier are shared (see heads.py).
+
+Registry metadata of a backbone: `imagenet` (has ImageNet weights), `channels` (the input
+channels it needs, if fixed), `configurable` (it is built from model.depth/width/batchnorm)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.config import ModelConfig
-from core.registry import make_registry
+from core.registry import Registry
+from core.schema import ModelConfig
 
 Builder = Callable[[ModelConfig, tuple[int, int, int]], "object"]
-BACKBONES, register = make_registry()
+BACKBONES: Registry[Builder] = Registry("model.backbone")
+register = BACKBONES.register
+
+ACTIVATIONS: Registry[Callable[[], object]] = Registry("model.activation")
+
+
+@ACTIVATIONS.register("relu")
+def _relu():
+    import keras
+
+    return keras.layers.ReLU()
+
+
+@ACTIVATIONS.register("prelu")
+def _prelu():
+    import keras
+
+    return keras.layers.PReLU()
+
+
+@ACTIVATIONS.register("leaky_relu")
+def _leaky_relu():
+    import keras
+
+    return keras.layers.LeakyReLU(negative_slope=0.1)
 
 
 def activation_layer(name: str):
-    import keras
-
-    if name == "relu":
-        return keras.layers.ReLU()
-    if name == "prelu":
-        return keras.layers.PReLU()
-    if name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=0.1)
-    raise ValueError(f"model.activation: unknown {name!r}")
+    return ACTIVATIONS[name]()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.config import ModelConfig
 from core.models._base import activation_layer, register
+from core.schema import ModelConfig
 
 
-@register("cnn")
+@register("cnn", imagenet=False, configurable=True)
 def build(cfg: ModelConfig, input_shape: tuple[int, int, int]):
     import keras
 

@@ -10,9 +10,17 @@ changing it afterwards needs a new compile().
 - full: every backbone weight trains, except BN when bn_trainable=false: then BN stays frozen
   in inference mode (the Keras transfer-learning guide's advice). With bn_trainable=true BN
   trains like in from-scratch training: batch statistics, moving statistics and gamma/beta update.
+
+Registry metadata: `bn_choice` (model.bn_trainable decides what BN does under this policy).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.registry import Registry
+
+FINETUNE: Registry[Callable[[object, bool], None]] = Registry("model.finetune")
 
 
 def _layers(model):
@@ -29,15 +37,24 @@ def is_bn(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def apply(backbone, finetune: str, bn_trainable: bool) -> None:
+@FINETUNE.register("head_only", bn_choice=False)
+def head_only(backbone, bn_trainable: bool) -> None:
+    backbone.trainable = False
+
+
+@FINETUNE.register("bn_only", bn_choice=False)
+def bn_only(backbone, bn_trainable: bool) -> None:
     backbone.trainable = True
-    if finetune == "head_only":
-        backbone.trainable = False
-        return
     for layer in _layers(backbone):
-        if finetune == "bn_only":
-            layer.trainable = is_bn(layer)
-        elif is_bn(layer):
-            layer.trainable = bn_trainable
-        else:
-            layer.trainable = True
+        layer.trainable = is_bn(layer)
+
+
+@FINETUNE.register("full", bn_choice=True)
+def full(backbone, bn_trainable: bool) -> None:
+    backbone.trainable = True
+    for layer in _layers(backbone):
+        layer.trainable = bn_trainable if is_bn(layer) else True
+
+
+def apply(backbone, finetune: str, bn_trainable: bool) -> None:
+    FINETUNE[finetune](backbone, bn_trainable)

@@ -2,7 +2,7 @@
 comparisons against the baseline, write summary.md/csv + plots, log them to a study run.
 
 Notebook API:
-    from core.report import load_runs, variant_table, comparison_table
+    from core.ablation.report import load_runs, variant_table, comparison_table
     runs = load_runs("augmentation_strength")            # one row per trial run
     variant_table(runs, "test_accuracy")                  # per variant
     comparison_table(runs, "test_accuracy", "maximize")   # vs the baseline
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core import stats, tracking
+from core.errors import ConfigError
 
 TAGS = {"variant": "ablab.variant", "seed": "ablab.seed", "trial_hash": "ablab.trial_hash",
         "outcome": "ablab.outcome", "parent": "mlflow.parentRunId",
@@ -275,13 +276,11 @@ def missing_trials(expected, runs: pd.DataFrame) -> list[str]:
     seed, not hash, so a report of a --smoke or --set run is judged by its own cells."""
     have = set(zip(_finished(runs)["variant"], _finished(runs)["seed"], strict=True)) \
         if len(runs) else set()
-    return [f"{t.variant.name} seed={t.seed}" for t in expected
-            if (t.variant.name, t.seed) not in have]
+    return [f"{t.variant} seed={t.seed}" for t in expected if (t.variant, t.seed) not in have]
 
 
 def expected_trials(ab) -> list:
-    from core.ablation import expand_trials
-    from core.config import ConfigError
+    from core.ablation.spec import expand_trials
 
     if ab is None:
         return []
@@ -330,8 +329,7 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
 def resolve_study(ref: str):
     """An ablation name or path -> (study name, Ablation); a bare study name whose file is
     gone still has its runs -> (ref, None)."""
-    from core.ablation import load_ablation
-    from core.config import ConfigError
+    from core.ablation.spec import load_ablation
 
     try:
         ab = load_ablation(ref)
@@ -387,14 +385,10 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
 
 
 def _log_study_run(c, study: str, out_dir: Path, metric: str) -> None:
+    from core.study.record import role_run
+
     exp = c.get_experiment_by_name(study)
-    found = tracking.search(c, exp.experiment_id, "tags.`ablab.role` = 'study'", max_results=1)
-    if found:
-        run_id = found[0].info.run_id
-    else:
-        run_id = c.create_run(exp.experiment_id, run_name=f"{study} report",
-                              tags={"ablab.role": "study", "ablab.study": study}).info.run_id
-        c.set_terminated(run_id, "FINISHED")
+    run_id = role_run(c, exp.experiment_id, "study", {"ablab.study": study}, f"{study} report")
     tracking.set_tags(c, run_id, {"ablab.report_metric": metric})
     c.log_artifacts(run_id, str(out_dir), artifact_path=f"report_{metric}")
 

@@ -16,12 +16,13 @@ from rich.table import Table
 
 from core import tracking
 from core.paths import BEST_DIR, REPORTS_DIR
-from core.search import Search, experiment_for
+from core.search.spec import Search, experiment_for
+from core.study.spec import Base
 
 
-def best_experiment_yaml(s: Search, study: optuna.Study, raw: dict) -> tuple[str, Path]:
+def best_experiment_yaml(s: Search, study: optuna.Study, base: Base) -> tuple[str, Path]:
     best = study.best_trial
-    exp = experiment_for(raw, best.params, f"search {s.name}, best trial")
+    exp = experiment_for(base, best.params, f"search {s.name}, best trial")
     exp = exp.model_copy(update={"name": f"{s.name}_best",
                                  "description": f"best of search {s.name}: {s.metric}="
                                                 f"{best.value:.4f} (trial {best.number})"})
@@ -84,7 +85,7 @@ def top_table(s: Search, study: optuna.Study, n: int = 5) -> Table:
     return t
 
 
-def finalize(s: Search, study: optuna.Study, raw: dict, c, exp_id: str,
+def finalize(s: Search, study: optuna.Study, base: Base, c, exp_id: str,
              console: Console) -> dict:
     trials = study.get_trials(deepcopy=False)
     states = {st.name: sum(t.state == st for t in trials) for st in TrialState}
@@ -95,7 +96,7 @@ def finalize(s: Search, study: optuna.Study, raw: dict, c, exp_id: str,
     parent = study.user_attrs["mlflow_parent_run_id"]
     out = REPORTS_DIR / f"search-{s.name}"
     out.mkdir(parents=True, exist_ok=True)
-    text, best_path = best_experiment_yaml(s, study, raw)
+    text, best_path = best_experiment_yaml(s, study, base)
     best_path.parent.mkdir(parents=True, exist_ok=True)
     best_path.write_text(text)
     (out / best_path.name).write_text(text)

@@ -1,5 +1,9 @@
-"""The work queue is an Optuna study. Trials are enqueued once as fixed trials carrying their
-whole spec in user attrs; workers claim them with Optuna's own WAITING -> RUNNING transition.
+"""The work queue of a study is an Optuna study. Work is enqueued as WAITING trials carrying
+what a worker needs in user attrs; workers claim them with Optuna's own atomic
+WAITING -> RUNNING transition. Ablations enqueue one trial per (variant, seed) with its whole
+config; searches enqueue one empty "ticket" per trial to run, whose parameters the worker's
+sampler fills in when it claims it. Every queued trial has a `key` (the trial hash, or the
+ticket), so lost work is retried by key and nothing is run twice.
 
 RDB storages (sqlite://, postgresql://) get Optuna heartbeats: a worker that stops beating is
 failed by `fail_stale_trials`, and `RetryHeartbeatStaleTrialCallback` queues its trial again.
@@ -9,7 +13,6 @@ Journal files have no heartbeats: the local coordinator watches its own worker p
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -30,6 +33,8 @@ HEARTBEAT_S = 10
 GRACE_S = 40
 MAX_ATTEMPTS = 3
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
+META = "ablab.meta"
 
 
 def is_url(storage: str) -> bool:
@@ -70,7 +75,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def dead_local_worker(who: str | None, live: set[str]) -> bool:
+def dead_local_worker(who: str | None, live: set[str] | frozenset[str]) -> bool:
     if not who:
         return True
     host, _, pid = who.rpartition(":")
@@ -79,42 +84,42 @@ def dead_local_worker(who: str | None, live: set[str]) -> bool:
     return not (pid.isdigit() and _pid_alive(int(pid)))
 
 
+def lost(t: FrozenTrial) -> bool:
+    """A trial that ended without a result of its own: its worker died or was stopped."""
+    return t.state == TrialState.FAIL and t.user_attrs.get("outcome") != "failed"
+
+
 @dataclass
 class Job:
-    """What a worker needs to run one trial, all of it stored in the Optuna trial."""
+    """A claimed trial: its storage id, its number and what was enqueued with it."""
 
     trial_id: int
     number: int
     attrs: dict[str, Any]
-
-    @property
-    def hash(self) -> str:
-        return self.attrs["trial_hash"]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return json.loads(self.attrs["config"])
+    params: dict[str, Any]
 
 
 class Queue:
     """One Optuna study used as a work queue, through Optuna's public storage API."""
 
     def __init__(self, storage_uri: str, name: str, direction: str = "maximize",
-                 create: bool = True):
+                 create: bool = True, sampler=None, pruner=None):
         self.uri = storage_uri
         self.name = name
         self.storage = open_storage(storage_uri)
         if create:
             self.study = optuna.create_study(study_name=name, storage=self.storage,
-                                             direction=direction, load_if_exists=True)
+                                             direction=direction, load_if_exists=True,
+                                             sampler=sampler, pruner=pruner)
         else:
-            self.study = optuna.load_study(study_name=name, storage=self.storage)
+            self.study = optuna.load_study(study_name=name, storage=self.storage,
+                                           sampler=sampler, pruner=pruner)
         self.study_id = self.storage.get_study_id_from_name(name)
 
     @classmethod
-    def existing(cls, storage_uri: str, name: str) -> Queue | None:
+    def existing(cls, storage_uri: str, name: str, **kw: Any) -> Queue | None:
         try:
-            return cls(storage_uri, name, create=False)
+            return cls(storage_uri, name, create=False, **kw)
         except KeyError:
             return None
 
@@ -122,19 +127,14 @@ class Queue:
     def has_heartbeat(self) -> bool:
         return isinstance(self.storage, RDBStorage)
 
-    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+    # -- what the coordinator tells every worker --------------------------------------------
 
-    def trial_id(self, t: FrozenTrial) -> int:
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        self.study.set_user_attr(META, meta)
 
-    def by_hash(self) -> dict[str, list[FrozenTrial]]:
-        out: dict[str, list[FrozenTrial]] = {}
-        for t in self.trials():
-            h = t.user_attrs.get("trial_hash")
-            if h:
-                out.setdefault(h, []).append(t)
-        return out
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.storage.get_study_user_attrs(self.study_id).get(META, {})
 
     ENQUEUING = "ablab.enqueuing_since"
 
@@ -143,11 +143,32 @@ class Queue:
         self.study.set_user_attr(self.ENQUEUING, time.time() if on else 0.0)
 
     def enqueuing(self, max_age_s: float = 120.0) -> bool:
-        since = self.study.user_attrs.get(self.ENQUEUING, 0.0) or 0.0
+        since = self.storage.get_study_user_attrs(self.study_id).get(self.ENQUEUING) or 0.0
         return 0 < time.time() - since < max_age_s
 
-    def enqueue(self, attrs: dict[str, Any]) -> None:
-        self.study.enqueue_trial(params={}, user_attrs=attrs)
+    # -- trials ------------------------------------------------------------------------------
+
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def trial_id(self, t: FrozenTrial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+
+    def by_key(self) -> dict[str, list[FrozenTrial]]:
+        out: dict[str, list[FrozenTrial]] = {}
+        for t in self.trials():
+            k = t.user_attrs.get("key")
+            if k:
+                out.setdefault(k, []).append(t)
+        return out
+
+    def has_work(self) -> bool:
+        return bool(self.trials(LIVE_STATES))
+
+    def enqueue(self, attrs: dict[str, Any], params: dict[str, Any] | None = None) -> None:
+        """`params`: fixed parameters (a search trial retried with what it had sampled)."""
+        self.study.enqueue_trial(params=params or {}, user_attrs=attrs,
+                                 skip_if_exists=False)
 
     def claim(self, who: str) -> Job | None:
         """Optuna's claiming: only one caller wins WAITING -> RUNNING for a trial."""
@@ -161,17 +182,17 @@ class Queue:
             if self.has_heartbeat:
                 self.storage.record_heartbeat(tid)
             self.storage.set_trial_user_attr(tid, "worker", who)
-            return Job(tid, t.number, dict(t.user_attrs))
+            return Job(tid, t.number, dict(t.user_attrs), dict(t.params))
         return None
 
     def finish(self, job: Job, outcome: str, value: float | None, run_id: str | None) -> None:
-        """ok/collapsed -> COMPLETE with the metric; diverged -> PRUNED; failed -> FAIL."""
+        """ok/collapsed -> COMPLETE with the metric; diverged -> PRUNED; failed/killed -> FAIL."""
         self.storage.set_trial_user_attr(job.trial_id, "outcome", outcome)
         if run_id:
             self.storage.set_trial_user_attr(job.trial_id, "mlflow_run_id", run_id)
         if outcome in ("ok", "collapsed") and value is not None and value == value:
             state, values = TrialState.COMPLETE, [float(value)]
-        elif outcome == "diverged":
+        elif outcome in ("diverged", "pruned"):
             state, values = TrialState.PRUNED, None
         else:
             state, values = TrialState.FAIL, None

@@ -1,0 +1,81 @@
+"""Optimizers and learning-rate schedules by name (registries of train.optimizer and
+train.lr_schedule). An unknown name is a config error listing the valid ones, never a silent
+fallback. Registry metadata of an optimizer: `uses` (the train.* fields it reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.registry import Registry
+from core.schema import TrainConfig
+
+OPTIMIZERS: Registry[Callable[[object, TrainConfig], object]] = Registry("train.optimizer")
+
+
+@OPTIMIZERS.register("adam", uses=())
+def adam(lr, cfg: TrainConfig):
+    import keras
+
+    return keras.optimizers.Adam(lr)
+
+
+@OPTIMIZERS.register("adamw", uses=("train.weight_decay",))
+def adamw(lr, cfg: TrainConfig):
+    import keras
+
+    return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adamax", uses=())
+def adamax(lr, cfg: TrainConfig):
+    import keras
+
+    return keras.optimizers.Adamax(lr)
+
+
+@OPTIMIZERS.register("sgd", uses=("train.momentum",))
+def sgd(lr, cfg: TrainConfig):
+    import keras
+
+    return keras.optimizers.SGD(lr, momentum=cfg.momentum)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`lr(base_lr, total_steps)` -> a float or a Keras schedule; `callbacks(cfg)` -> the Keras
+    callbacks that drive it (e.g. ReduceLROnPlateau)."""
+
+    lr: Callable[[float, int], object] = lambda lr, steps: lr
+    callbacks: Callable[[TrainConfig], list] = field(default=lambda cfg: [])
+
+
+SCHEDULES: Registry[Schedule] = Registry("train.lr_schedule")
+SCHEDULES.add("constant", Schedule())
+
+
+def _cosine(lr: float, steps: int):
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(lr, max(1, steps))
+
+
+SCHEDULES.add("cosine", Schedule(lr=_cosine))
+
+
+def _plateau(cfg: TrainConfig) -> list:
+    import keras
+
+    return [keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.5, patience=max(1, cfg.early_stopping_patience // 2 or 2),
+        min_lr=cfg.lr * 1e-3)]
+
+
+SCHEDULES.add("reduce_on_plateau", Schedule(callbacks=_plateau))
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, lr_scale: float = 1.0,
+                   epochs: int | None = None):
+    lr = SCHEDULES[cfg.lr_schedule].lr(cfg.lr * lr_scale, (epochs or cfg.epochs)
+                                       * steps_per_epoch)
+    return OPTIMIZERS[cfg.optimizer](lr, cfg)

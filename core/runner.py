@@ -1,0 +1,197 @@
+"""Running one Trial: its MLflow run, params, per-epoch metrics, final metrics, tags and
+artifacts. Everything with a side effect for a trial happens here; building data, models and
+metrics stays pure. A trial trains exactly one model inside its run: a `pretrain:` backbone
+arrives already trained, as `trial.weights_uri`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import tracking
+from core.errors import ConfigError
+from core.trial import Trial, source_name
+
+DataCache = dict[str, Any]
+
+
+@dataclass
+class TrialResult:
+    run_id: str
+    status: str  # FINISHED | FAILED | KILLED
+    outcome: str  # ok | collapsed | diverged | failed
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def get_data(trial: Trial, cache: DataCache | None):
+    from core.data import cache_key, load_dataset
+
+    key = cache_key(trial.exp.data, trial.seed)
+    if cache is not None and key in cache:
+        return cache[key]
+    ds = load_dataset(trial.exp.data, trial.seed)
+    if cache is not None:
+        cache[key] = ds
+    return ds
+
+
+def backbone_uri(trial: Trial) -> str | None:
+    """The MLflow model URI of a trial's pretrained backbone (None: none or imagenet)."""
+    w = trial.exp.model.weights
+    if w in ("none", "imagenet"):
+        return None
+    if source_name(w):
+        if not trial.weights_uri:
+            raise ConfigError(f"model.weights={w}: the pretraining source was not resolved "
+                              "before the trial (run it through `ablab train`/`run`/`search`, "
+                              "which pretrain it first)")
+        return trial.weights_uri
+    return w
+
+
+def _write_artifacts(out: Path, trial: Trial, fit, y_true, y_pred, names) -> None:
+    from core import evaluate, plots
+
+    (out / "config.yaml").write_text(
+        f"# ablab trial {trial.hash}: seed {trial.seed}\n{trial.exp.to_yaml()}"
+        f"seed: {trial.seed}\n")
+    plots.learning_curves(fit.history, out / "learning_curves.png", trial.run_name)
+    if y_pred is not None:
+        cm = evaluate.confusion(y_true, y_pred, len(names))
+        plots.confusion_matrix(cm, names, out / "confusion_matrix.png", trial.run_name)
+        header = ",".join(["true\\pred", *names])
+        rows = [",".join([names[i], *map(str, r)]) for i, r in enumerate(cm)]
+        (out / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+        rep = evaluate.report(y_true, y_pred, names)
+        (out / "classification_report.json").write_text(json.dumps(rep, indent=2))
+
+
+def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: list,
+            keep_backbone: bool) -> TrialResult:
+    """Train and evaluate inside an open run; raises on errors (the caller records them)."""
+    import keras
+
+    from core import evaluate, model_store, outcome, seeding
+    from core.train import fit, predict
+
+    exp = trial.exp
+    uri = backbone_uri(trial)
+    if uri:
+        tracking.set_tags(c, run_id, {"ablab.pretrained_from": uri})
+    seeding.seed_everything(trial.seed, exp.train.deterministic)
+    device = seeding.device_name()
+    policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
+        if exp.train.mixed_precision else "float32"
+    tracking.set_tags(c, run_id, {"ablab.device": device, "ablab.dtype_policy": policy})
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        data = get_data(trial, cache)
+        backbone = model_store.load_backbone(uri, c) if uri else None
+        sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
+        result = fit(exp, data, trial.seed, sink, backbone=backbone, extra=callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    losses = result.history.get("loss", []) + result.history.get("val_loss", [])
+    final: dict[str, float] = {"epochs_run": result.epochs_run,
+                               "train_time_s": result.train_time_s,
+                               "n_params": result.model.count_params()}
+    val = result.history.get("val_loss", [])
+    finite = [(v, i) for i, v in enumerate(val) if np.isfinite(v)]
+    if finite:
+        final["best_epoch"] = min(finite)[1]
+    y_true = data.y_test
+    y_pred = None
+    if all(np.isfinite(v) for v in losses):
+        proba, proba_tta = predict(result.model, data.x_test, tta=exp.eval.tta)
+        if np.isfinite(proba).all():
+            y_pred = proba.argmax(axis=1)
+            final.update(evaluate.classification_metrics(y_true, proba))
+            if proba_tta is not None:
+                final["test_accuracy_tta"] = float((proba_tta.argmax(1) == y_true).mean())
+    kind = outcome.classify(losses, y_true, y_pred)
+    if y_pred is None and kind == "ok":
+        kind = "diverged"
+    tracking.log_metrics(c, run_id, final, step=max(result.epochs_run - 1, 0))
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_artifacts(Path(tmp), trial, result, y_true, y_pred, data.class_names)
+        if exp.eval.log_model:
+            result.model.save(Path(tmp) / "model.keras")
+        c.log_artifacts(run_id, tmp)
+    if keep_backbone and kind != "diverged":
+        model_store.log_backbone(c, run_id, result.model.get_layer("backbone"))
+    return TrialResult(run_id, "FINISHED", kind, final, history=result.history)
+
+
+def start_run(trial: Trial, c, experiment_id: str) -> str:
+    tags = {
+        "ablab.seed": trial.seed,
+        "ablab.trial_hash": trial.hash,
+        "ablab.experiment": trial.exp.name,
+        "ablab.deterministic": trial.exp.train.deterministic,
+        "ablab.role": "trial",
+        **({"ablab.variant": trial.variant} if trial.variant else {}),
+        **trial.tags,
+    }
+    if trial.parent_run_id:
+        tags["mlflow.parentRunId"] = trial.parent_run_id
+    run = c.create_run(experiment_id, run_name=trial.run_name,
+                       tags={k: tracking.fmt(v) for k, v in tags.items()})
+    run_id = run.info.run_id
+    tracking.log_params(c, run_id, {**trial.exp.flat(), "seed": trial.seed})
+    return run_id
+
+
+def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: list = (),
+              keep_backbone: bool = False, tracking_uri: str | None = None) -> TrialResult:
+    """Open a run, train, record. Exceptions end the run FAILED (traceback attached);
+    Ctrl-C ends it KILLED and propagates, so nothing stays RUNNING. `keep_backbone`: log the
+    trained backbone as an MLflow model (pretraining runs)."""
+    from core.seeding import quiet_tensorflow
+
+    quiet_tensorflow()
+    c = c or tracking.client(tracking_uri)
+    experiment_id = tracking.get_or_create_experiment(c, trial.study)
+    run_id = start_run(trial, c, experiment_id)
+    try:
+        res = execute(trial, c, run_id, cache, list(callbacks), keep_backbone)
+    except (KeyboardInterrupt, SystemExit):
+        close(c, run_id, "KILLED", "killed")
+        raise
+    except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
+        tb = traceback.format_exc()
+        c.log_text(run_id, tb, "traceback.txt")
+        tracking.set_tags(c, run_id, {"ablab.error": f"{type(err).__name__}: {err}"[:5000]})
+        close(c, run_id, "FAILED", "failed")
+        return TrialResult(run_id, "FAILED", "failed", error=f"{type(err).__name__}: {err}")
+    finally:
+        _clear_session()
+    tracking.set_tags(c, run_id, {"ablab.outcome": res.outcome})
+    c.set_terminated(run_id, "FINISHED")
+    return res
+
+
+def close(c, run_id: str, status: str, outcome: str, why: str | None = None) -> None:
+    """End a run with its outcome tag (and why, when something else ended it)."""
+    try:
+        tracking.set_tags(c, run_id, {"ablab.outcome": outcome,
+                                      **({"ablab.end_reason": why} if why else {})})
+    finally:
+        c.set_terminated(run_id, status)
+
+
+def _clear_session() -> None:
+    """Reset Keras' global state between trials. Keras' own gc.collect() costs ~0.8 s per
+    trial with TensorFlow's object graph; Python's generational GC reclaims the same memory."""
+    import keras
+
+    keras.backend.clear_session(free_memory=False)

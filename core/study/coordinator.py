@@ -1,0 +1,267 @@
+"""The coordinator every study shares. A strategy (an ablation, a search) says what work the
+study has; this class does the rest: open the queue and the MLflow record, recover from a
+crash, pretrain `pretrain:` sources once, enqueue what is missing, keep a pool of workers busy
+until the queue drains (restarting crashed ones, retrying their lost trials), stop cleanly on
+Ctrl-C or SIGTERM, and hand over to the strategy's summary.
+
+No scheduler of our own: workers claim trials through Optuna. On journal storage (no
+heartbeats) the coordinator notices its own dead workers and fails + requeues their trials; on
+RDB storage Optuna's heartbeats and `RetryHeartbeatStaleTrialCallback` do that, for workers
+anywhere.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console, RenderableType
+
+from core import tracking
+from core.errors import ConfigError
+from core.paths import MLRUNS_DIR, default_storage
+from core.pretrain import Source
+from core.study import record
+from core.study.options import RunOptions
+from core.study.pool import Pool
+from core.study.progress import Display
+from core.study.queue import MAX_ATTEMPTS, Queue, lost, study_name
+from core.study.slots import device_slots
+
+POLL_S = 1.0
+STATE = {TrialState.COMPLETE: "done", TrialState.PRUNED: "done", TrialState.RUNNING: "running",
+         TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
+RANK = {"running": 4, "waiting": 3, "done": 2, "failed": 1, "missing": 0}
+
+
+@dataclass
+class Plan:
+    """What one `run` does: `total` work items in the study, `done` before this run, the keys
+    it runs now and those given up after MAX_ATTEMPTS lost attempts."""
+
+    total: int = 0
+    done: int = 0
+    keys: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
+
+
+class Study(ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, spec, opts: RunOptions):
+        self.spec = spec
+        self.opts = opts
+        self.name: str = spec.name
+        self.queue_name = study_name(self.kind, spec.name)
+        self.tracking_uri = opts.tracking_uri or tracking.default_tracking_uri()
+        self.storage = opts.storage or default_storage()
+        self.console = opts.console or Console()
+        self.sources: dict[str, Source] = {}  # `pretrain:` sources, read once by the strategy
+        self.uris: dict[str, str] = {}  # their model URIs, once pretrained
+        self.plan = Plan()
+
+    # -- what a strategy says -----------------------------------------------------------------
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """What every worker needs from the coordinator (kind, metric, ...): stored in the
+        queue, so a worker on another machine needs no file of ours."""
+
+    @abstractmethod
+    def pending(self, queue: Queue, c, exp_id: str, at_start: bool) -> dict[str, dict]:
+        """key -> user attrs of each work item still to do. `at_start`: the run begins (a
+        failed trial is retried); later calls only replace lost ones."""
+
+    @abstractmethod
+    def header(self) -> str: ...
+
+    def table(self, queue: Queue) -> RenderableType | None:
+        return None
+
+    def may_have_work(self, queue: Queue) -> bool:
+        """Cheap guess, before MLflow is opened, whether workers are worth starting early."""
+        return True
+
+    @abstractmethod
+    def prepare(self, queue: Queue, c, exp_id: str) -> None:
+        """Strategy set-up in MLflow (parent runs) before anything is enqueued."""
+
+    @abstractmethod
+    def summarize(self, interrupted: bool) -> Any:
+        """The study's result after `run` (also after an interrupted one)."""
+
+    # -- the shared run -----------------------------------------------------------------------
+
+    def run(self) -> Plan:
+        """Returns the plan; raises KeyboardInterrupt after a clean stop."""
+        queue = Queue(self.storage, self.queue_name, self.spec.direction)
+        pool = self._pool()
+        queue.set_enqueuing(True)
+        try:
+            if not self.opts.enqueue_only and not self._missing_sources() \
+                    and self.may_have_work(queue):
+                pool.fill()  # their TensorFlow import overlaps our MLflow set-up
+            c = tracking.client(self.tracking_uri)
+            exp_id = tracking.get_or_create_experiment(c, self.name)
+            self.recover(queue, c, exp_id, pool.live_ids())
+            self.pretrain(c)
+            self.prepare(queue, c, exp_id)
+            queue.set_meta({"kind": self.kind, "study": self.name, "metric": self.spec.metric,
+                            "direction": self.spec.direction, **self.meta()})
+            self.plan = self._enqueue(queue, self.pending(queue, c, exp_id, at_start=True),
+                                      at_start=True)
+        except BaseException:
+            pool.interrupt()
+            raise
+        finally:
+            queue.set_enqueuing(False)
+        self.c, self.exp_id, self.queue = c, exp_id, queue
+        if self.opts.enqueue_only:
+            self.console.print(f"{self.header()}\nqueued in {self.storage} as "
+                               f"{self.queue_name!r}; start workers with: ablab worker "
+                               f"{self.name} --storage {self.storage} --tracking-uri "
+                               f"{self.tracking_uri}")
+            return self.plan
+        if not self.plan.keys:
+            pool.interrupt()
+            self.console.print(f"[bold]{self.name}[/]: all {self.total_items()} already done; "
+                               "nothing to run.")
+            return self.plan
+        self.console.print(self.header())
+        self._drive(pool, queue, c, exp_id)
+        return self.plan
+
+    def _pool(self) -> Pool:
+        cmd = [sys.executable, "-m", "core.cli", "worker", self.queue_name,
+               "--storage", self.storage, "--tracking-uri", self.tracking_uri]
+        slots = device_slots(self.opts.workers, self.opts.per_gpu)
+        return Pool(cmd, slots, MLRUNS_DIR / "logs" / tracking.slug(self.queue_name))
+
+    def recover(self, queue: Queue, c, exp_id: str, live: set[str]) -> None:
+        """After a crash, SIGKILL or Ctrl-C: fail RUNNING trials whose worker is gone (with
+        heartbeats, Optuna decides what is stale) and end their MLflow runs KILLED."""
+        queue.fail_dead_workers(live)
+        running = {t.number for t in queue.trials((TrialState.RUNNING,))}
+        record.kill_stale_runs(c, exp_id, running)
+
+    # -- pretraining --------------------------------------------------------------------------
+
+    def _missing_sources(self) -> list[Source]:
+        if not self.sources:
+            return []
+        from core.pretrain import find
+
+        c = tracking.client(self.tracking_uri)
+        return [s for s in self.sources.values() if not find(c, s.hash)]
+
+    def pretrain(self, c) -> None:
+        """Each source once, before any worker could race to do it, in a process of its own
+        (the coordinator never imports TensorFlow); then every trial gets its model URI."""
+        from core.pretrain import find
+
+        for name, src in self.sources.items():
+            uri = find(c, src.hash)
+            if uri is None:
+                self.console.print(f"pretraining [bold]{name}[/] once (reused by every "
+                                   "trial)...")
+                rc = subprocess.run([sys.executable, "-m", "core.cli", "pretrain", name,
+                                     "--tracking-uri", self.tracking_uri]).returncode
+                if rc != 0:
+                    raise ConfigError(f"pretraining {name!r} failed (exit {rc}); its output "
+                                      "is above. Nothing of the study was queued.")
+                uri = find(c, src.hash)
+                if uri is None:
+                    raise ConfigError(f"pretrain:{name}: the source experiment changed while "
+                                      "the study started; run the study again")
+            self.uris[name] = uri
+
+    # -- the queue ----------------------------------------------------------------------------
+
+    def _enqueue(self, queue: Queue, items: dict[str, dict], at_start: bool) -> Plan:
+        """Enqueue each pending item that has no live trial, unless it was lost
+        MAX_ATTEMPTS times (its worker kept dying: given up and reported)."""
+        plan = Plan(given_up=list(self.plan.given_up))
+        by_key = queue.by_key()
+        for key, attrs in items.items():
+            tried = by_key.get(key, [])
+            if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in tried):
+                plan.keys.append(key)
+                continue
+            lost_attempts = [t for t in tried if lost(t)]
+            if len(lost_attempts) >= MAX_ATTEMPTS:
+                if key not in plan.given_up:
+                    plan.given_up.append(key)
+                continue
+            queue.enqueue({**attrs, "key": key}, params=self.retry_params(lost_attempts))
+            plan.keys.append(key)
+        if at_start:
+            plan.done = self.total_items() - len(plan.keys) - len(plan.given_up)
+        else:
+            plan.keys = list(dict.fromkeys(self.plan.keys + plan.keys))
+            plan.done = self.plan.done
+        return plan
+
+    @abstractmethod
+    def total_items(self) -> int:
+        """How many work items the study has in all (trials, or search tickets)."""
+
+    def retry_params(self, lost_attempts: list[FrozenTrial]) -> dict[str, Any] | None:
+        """Fixed parameters for a retry (searches retry the point the lost trial sampled)."""
+        return None
+
+    def states(self, queue: Queue) -> dict[str, str]:
+        """The state of each key this run is responsible for; a live trial outranks a
+        finished one (an old COMPLETE trial whose MLflow run is gone was queued again)."""
+        out = dict.fromkeys(self.plan.keys, "missing")
+        for t in queue.trials():
+            k = t.user_attrs.get("key")
+            if k in out:
+                s = "failed" if lost(t) or t.state == TrialState.FAIL else STATE[t.state]
+                if RANK[s] > RANK[out[k]]:
+                    out[k] = s
+        return out
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _drive(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
+        display = Display(self.name, len(self.plan.keys), self.console)
+        try:
+            with display:
+                while True:
+                    self._handle_exits(pool, queue, c, exp_id)
+                    queue.fail_stale()
+                    state = self.states(queue)
+                    done = sum(s in ("done", "failed") for s in state.values())
+                    display.update(done, sum(s == "failed" for s in state.values()),
+                                   self.table(queue))
+                    if not queue.has_work():
+                        break
+                    if queue.trials((TrialState.WAITING,)):
+                        pool.fill()
+                    time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            self.console.print("\n[yellow]Interrupted: stopping workers, closing their "
+                               "runs...[/]")
+            pool.interrupt()
+            self.recover(queue, c, exp_id, live=set())
+            raise
+        pool.wait()
+
+    def _handle_exits(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
+        crashed = [w for w in pool.reap() if w.proc.returncode != 0]
+        if not crashed:
+            return
+        for w in crashed:
+            self.console.print(f"[yellow]worker {w.slot} (pid {w.proc.pid}) exited with "
+                               f"{w.proc.returncode}; see {w.log}[/]")
+        if not queue.has_heartbeat:
+            self.recover(queue, c, exp_id, pool.live_ids())
+            self.plan = self._enqueue(queue, self.pending(queue, c, exp_id, at_start=False),
+                                      at_start=False)
+        if pool.crash_looping():
+            raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")
