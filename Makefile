@@ -13,6 +13,7 @@ SEEDS   ?=
 WORKERS ?=
 TRIALS  ?=
 ARGS    ?=
+JOBS    ?= 2  # pytest-xdist processes (CI has 2 cores)
 
 .PHONY: setup test test-fast lint format ablation report search train axes ui dashboard clean help
 
@@ -35,7 +36,7 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --timeout 1200 $(ARGS)
+	$(BIN)/python -m pytest -q --timeout 1200 --durations=25 -n $(JOBS) --dist loadgroup $(ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)

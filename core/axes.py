@@ -172,19 +172,16 @@ SEED_AXIS = "seed"
 AXES: tuple[Axis, ...] = (
     Axis("augment.strength", "augment", "augmentation policy: Keras preprocessing layers inside "
          "the model (rotation, shear, zoom, translation, flip, brightness, contrast)"),
-    Axis("augment.ops.rotation", "rotation", "custom policy: max rotation, fraction of a turn",
-         (0.0, 0.05, 0.2), CUSTOM),
-    Axis("augment.ops.zoom", "zoom", "custom policy: max zoom factor", (0.0, 0.1, 0.3), CUSTOM),
-    Axis("augment.ops.shear", "shear", "custom policy: max shear factor", (0.0, 0.1, 0.3),
-         CUSTOM),
-    Axis("augment.ops.translation", "translation", "custom policy: max shift, fraction of size",
-         (0.0, 0.1, 0.2), CUSTOM),
-    Axis("augment.ops.horizontal_flip", "flip", "custom policy: random horizontal flips",
-         when=CUSTOM),
-    Axis("augment.ops.brightness", "brightness", "custom policy: max brightness change",
-         (0.0, 0.1, 0.3), CUSTOM),
-    Axis("augment.ops.contrast", "contrast", "custom policy: max contrast change",
-         (0.0, 0.1, 0.3), CUSTOM),
+    *(Axis(f"augment.ops.{op}", alias, f"custom policy: {text}", suggested, CUSTOM)
+      for op, (alias, text, suggested) in {
+          "rotation": ("rotation", "max rotation, fraction of a turn", (0.0, 0.05, 0.2)),
+          "zoom": ("zoom", "max zoom factor", (0.0, 0.1, 0.3)),
+          "shear": ("shear", "max shear factor", (0.0, 0.1, 0.3)),
+          "translation": ("translation", "max shift, fraction of size", (0.0, 0.1, 0.2)),
+          "horizontal_flip": ("flip", "random horizontal flips", ()),
+          "brightness": ("brightness", "max brightness change", (0.0, 0.1, 0.3)),
+          "contrast": ("contrast", "max contrast change", (0.0, 0.1, 0.3)),
+      }.items()),
     Axis("model.bn_trainable", "bn_trainable",
          "transfer learning: pretrained backbone's BatchNorm trains (batch statistics, "
          "gamma/beta update) or stays frozen in inference mode", when=BN_CHOICE),

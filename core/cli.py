@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from typing import Annotated
 
@@ -104,45 +106,69 @@ NoWorkersOpt = Annotated[bool, typer.Option("--no-workers", help="only enqueue; 
                          "processes (here or on other machines) do the work")]
 
 
-def _options(workers, per_gpu, set_, smoke, tracking_uri, storage, no_workers):
-    from core.study import RunOptions
+STUDY_OPTIONS = {"workers": (WorkersOpt, None), "per_gpu": (PerGpuOpt, 1),
+                 "set_": (SetOpt, None), "smoke": (SmokeOpt, False),
+                 "tracking_uri": (UriOpt, None), "storage": (StorageOpt, None),
+                 "no_workers": (NoWorkersOpt, False)}
 
-    if per_gpu < 1:
-        raise ConfigError(f"--per-gpu: expected a positive integer, got {per_gpu}")
-    return RunOptions(workers=workers, per_gpu=per_gpu, sets=set_, smoke=smoke,
-                      tracking_uri=tracking_uri, storage=storage, enqueue_only=no_workers,
-                      console=console)
+
+def study_command(fn):
+    """`run` and `search` take the same options (core.study.RunOptions): they are added to
+    the command's CLI signature here, once, and handed to it as `opts`."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "opts"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                annotation=annotation)
+              for name, (annotation, default) in STUDY_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def command(**kw):
+        from core.study import RunOptions
+
+        o = {name: kw.pop(name) for name in STUDY_OPTIONS}
+        if o["per_gpu"] < 1:
+            raise ConfigError(f"--per-gpu: expected a positive integer, got {o['per_gpu']}")
+        opts = RunOptions(workers=o["workers"], per_gpu=o["per_gpu"], sets=o["set_"],
+                          smoke=o["smoke"], tracking_uri=o["tracking_uri"],
+                          storage=o["storage"], enqueue_only=o["no_workers"], console=console)
+        return fn(**kw, opts=opts)
+
+    command.__signature__ = sig.replace(parameters=own + shared)
+    command.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return command
+
+
+def _run_study(study):
+    """Run a study; after Ctrl-C or SIGTERM its summary still comes. None when the command
+    only enqueued (--no-workers)."""
+    interrupted = False
+    try:
+        study.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    if study.opts.enqueue_only and not interrupted:
+        return None
+    return study.summarize(interrupted)
 
 
 @app.command()
+@study_command
 def run(
     ablation: Annotated[str, typer.Argument(help="name in ablations/ or a YAML path")],
     seeds: Annotated[int | None, typer.Option(help="seeds per variant (overrides the file)")]
     = None,
-    workers: WorkersOpt = None,
-    per_gpu: PerGpuOpt = 1,
-    set_: SetOpt = None,
-    smoke: SmokeOpt = False,
-    tracking_uri: UriOpt = None,
-    storage: StorageOpt = None,
-    no_workers: NoWorkersOpt = False,
     report: Annotated[bool, typer.Option(help="write the report when done")] = True,
+    *, opts,
 ) -> None:
     """Run an ablation study: every variant x seed, resumable, logged to MLflow."""
     from core.ablation.spec import load_ablation
     from core.ablation.study import AblationStudy, print_summary
 
     ab = load_ablation(ablation)
-    study = AblationStudy(ab, _options(workers, per_gpu, set_, smoke, tracking_uri, storage,
-                                       no_workers), seeds)
-    interrupted = False
-    try:
-        study.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    if no_workers and not interrupted:
+    study = AblationStudy(ab, opts, seeds)
+    res = _run_study(study)
+    if res is None:
         return
-    res = study.summarize(interrupted)
     print_summary(res, ab.metric, console)
     if res.interrupted:
         console.print("[yellow]Interrupted.[/] Finished trials are kept; run the same command "
@@ -158,34 +184,21 @@ def run(
 
 
 @app.command()
+@study_command
 def search(
     name: Annotated[str, typer.Argument(help="name in searches/ or a YAML path")],
     trials: Annotated[int | None, typer.Option(help="total trials the study should reach "
                       "(a rerun continues it)")] = None,
-    workers: WorkersOpt = None,
-    per_gpu: PerGpuOpt = 1,
-    set_: SetOpt = None,
-    smoke: SmokeOpt = False,
-    tracking_uri: UriOpt = None,
-    storage: StorageOpt = None,
-    no_workers: NoWorkersOpt = False,
+    *, opts,
 ) -> None:
     """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml."""
     from core.search.spec import load_search
     from core.search.strategy import SearchStudy
 
     s = load_search(name)
-    study = SearchStudy(s, _options(workers, per_gpu, set_, smoke, tracking_uri, storage,
-                                    no_workers), trials)
-    interrupted = False
-    try:
-        study.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    if no_workers and not interrupted:
-        return
-    res = study.summarize(interrupted)
-    if res.get("interrupted"):
+    study = SearchStudy(s, opts, trials)
+    res = _run_study(study)
+    if res is not None and res.get("interrupted"):
         console.print("[yellow]Interrupted.[/] Run the same command to continue the study.")
         raise typer.Exit(130)
 

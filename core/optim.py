@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.registry import Registry
 from core.schema import TrainConfig
@@ -13,32 +14,21 @@ from core.schema import TrainConfig
 OPTIMIZERS: Registry[Callable[[object, TrainConfig], object]] = Registry("train.optimizer")
 
 
-@OPTIMIZERS.register("adam", uses=())
-def adam(lr, cfg: TrainConfig):
-    import keras
+def _keras_optimizer(name: str, *fields: str) -> tuple[Callable, dict[str, Any]]:
+    """A Keras optimizer class built from the lr and the train.* `fields` it takes."""
 
-    return keras.optimizers.Adam(lr)
+    def make(lr, cfg: TrainConfig):
+        import keras
 
+        return getattr(keras.optimizers, name)(lr, **{f: getattr(cfg, f) for f in fields})
 
-@OPTIMIZERS.register("adamw", uses=("train.weight_decay",))
-def adamw(lr, cfg: TrainConfig):
-    import keras
-
-    return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return make, {"uses": tuple(f"train.{f}" for f in fields)}
 
 
-@OPTIMIZERS.register("adamax", uses=())
-def adamax(lr, cfg: TrainConfig):
-    import keras
-
-    return keras.optimizers.Adamax(lr)
-
-
-@OPTIMIZERS.register("sgd", uses=("train.momentum",))
-def sgd(lr, cfg: TrainConfig):
-    import keras
-
-    return keras.optimizers.SGD(lr, momentum=cfg.momentum)
+for _name, _cls, *_fields in (("adam", "Adam"), ("adamw", "AdamW", "weight_decay"),
+                              ("adamax", "Adamax"), ("sgd", "SGD", "momentum")):
+    _make, _meta = _keras_optimizer(_cls, *_fields)
+    OPTIMIZERS.add(_name, _make, **_meta)
 
 
 @dataclass(frozen=True)

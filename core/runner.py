@@ -6,8 +6,11 @@ arrives already trained, as `trial.weights_uri`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import tempfile
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +168,8 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: l
     try:
         res = execute(trial, c, run_id, cache, list(callbacks), keep_backbone)
     except (KeyboardInterrupt, SystemExit):
-        close(c, run_id, "KILLED", "killed")
+        with shielded():
+            close(c, run_id, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
         raise
     except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
         tb = traceback.format_exc()
@@ -178,6 +182,21 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: l
     tracking.set_tags(c, run_id, {"ablab.outcome": res.outcome})
     c.set_terminated(run_id, "FINISHED")
     return res
+
+
+@contextlib.contextmanager
+def shielded():
+    """Ctrl-C and SIGTERM wait while a stopped trial is being closed: a second signal (the
+    terminal's SIGINT and the coordinator's SIGTERM both arrive) cannot leave it half-closed.
+    Signals that came meanwhile are delivered afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def close(c, run_id: str, status: str, outcome: str, why: str | None = None) -> None:

@@ -57,8 +57,10 @@ def test_synthetic_is_seeded_and_imbalanced():
                                  defect_rate=0.3))
     assert ds.class_names == ["no_defect", "defect"]
     assert ds.x_train.shape[1:] == (16, 16, 3)
-    # defects are visible: defect images differ more from their smooth background
     assert x1.shape == (200, 16, 16)
+    # defects are visible: a blob or scratch (+-0.45) stands out of the texture (+-0.15)
+    deviation = np.abs(x1 - np.median(x1, axis=(1, 2), keepdims=True)).max(axis=(1, 2))
+    assert deviation[y1 == 1].mean() > deviation[y1 == 0].mean() + 0.1
 
 
 def _digit_pngs(root, per_class=12, classes=(0, 1, 2)):

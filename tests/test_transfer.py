@@ -7,7 +7,7 @@ import pytest
 from core.models import BACKBONES, build_model
 from core.seeding import seed_everything
 from core.train import compile_model, fit
-from tests.conftest import run_cli, tiny
+from tests.conftest import OFFLINE, migrated_store, run_cli, tiny
 
 RNG = np.random.default_rng(0)
 X = RNG.random((16, 8, 8, 3)).astype("float32")
@@ -88,8 +88,8 @@ def test_two_phase_fine_tuning_lowers_the_lr(tmp_path):
 def test_imagenet_offline_says_how_to_provide_weights(tmp_path):
     proc = run_cli("train", "digits_cnn", "--set", "model.backbone=efficientnetb0",
                    "--set", "model.weights=imagenet", "--set", "train.epochs=1",
-                   "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
-                   env={"KERAS_HOME": str(tmp_path / "keras")})
+                   "--tracking-uri", migrated_store(tmp_path),
+                   env={"KERAS_HOME": str(tmp_path / "keras"), **OFFLINE})
     assert proc.returncode == 1
     err = " ".join(proc.stderr.split())
     assert "could not download the ImageNet weights" in err

@@ -182,8 +182,11 @@ class SearchHandler:
         self.base = Base(meta["raw"], tuple(meta["explicit"]), meta["source"])
         self.meta, self.c, self.queue = meta, c, queue
         epochs = self.base.experiment().train.epochs
+        # The sampler's stream also depends on how far the study is, so a worker restarted
+        # (or a search continued) does not draw the same startup points again.
+        offset = worker_index() + len(queue.trials())
         self.study = optuna.load_study(study_name=queue.name, storage=queue.storage,
-                                       sampler=make_sampler(self.s, worker_index()),
+                                       sampler=make_sampler(self.s, offset),
                                        pruner=make_pruner(self.s, epochs))
         self.checked = checked_paths(self.s)
         self.cache: dict = {}
@@ -193,6 +196,12 @@ class SearchHandler:
 
     def run(self, job: Job) -> str:
         trial = optuna.Trial(self.study, job.trial_id)
+        earlier = self._ran_before(job)
+        if earlier is not None:  # its result reached MLflow, but its worker stopped first
+            state, value = earlier
+            self.queue.storage.set_trial_user_attr(job.trial_id, "outcome", "ok")
+            self._tell(trial, state=state, values=value)
+            return "skipped"
         with claimed(self.queue, job):
             try:
                 value = self.objective(trial, job)
@@ -208,6 +217,21 @@ class SearchHandler:
         self._tell(trial, values=value)
         return "ok"
 
+    def _ran_before(self, job: Job) -> tuple[TrialState, float | None] | None:
+        """A finished MLflow run of this ticket from a lost attempt: (state, value)."""
+        exp_id = tracking.get_or_create_experiment(self.c, self.s.name)
+        key = record.quote(str(job.attrs.get("key", "")))
+        runs = tracking.search(self.c, exp_id, f"tags.`ablab.ticket` = '{key}' and "
+                               "attributes.status = 'FINISHED' and "
+                               "tags.`optuna.state` != 'FAIL'", max_results=10)
+        for r in runs:
+            if r.data.tags.get("optuna.state") == "PRUNED":
+                return TrialState.PRUNED, None
+            value = r.data.metrics.get(f"objective_{self.s.metric}")
+            if value is not None:
+                return TrialState.COMPLETE, value
+        return None
+
     def _tell(self, trial: optuna.Trial, **kw: Any) -> None:
         # GridSampler asks to stop the study once the grid is covered; outside Optuna's own
         # optimize loop that is a RuntimeError after the state was stored. The coordinator
@@ -222,7 +246,7 @@ class SearchHandler:
                              self.checked)
         parent = self.meta["parent_run_id"]
         base_tags = {**job_tags(job, s.name), "optuna.study": self.queue.name,
-                     "optuna.params": json.dumps(params)}
+                     "optuna.params": json.dumps(params), "ablab.ticket": job.attrs["key"]}
         exp_id = tracking.get_or_create_experiment(c, s.name)
         trial_run = None
         if s.seeds_per_trial > 1:  # one run for the trial, its seeds nested under it
@@ -266,15 +290,15 @@ def _p(params: dict[str, Any]) -> dict[str, Any]:
 
 def _mark(c, runs: list[str], trial_run, state: str, value: float | None = None,
           metric: str = "") -> None:
-    ids = runs + ([trial_run.info.run_id] if trial_run else [])
-    for rid in ids:
+    """The objective first, then the state tags: a run tagged COMPLETE always carries its
+    objective, which is how a retried ticket finds a result its worker did not tell."""
+    target = trial_run.info.run_id if trial_run is not None else runs[0]
+    if value is not None:
+        tracking.log_metrics(c, target, {f"objective_{metric}": value})
+    for rid in runs + ([trial_run.info.run_id] if trial_run else []):
         tags = {"optuna.state": state}
         if state == "PRUNED":
             tags["ablab.outcome"] = "pruned"
         tracking.set_tags(c, rid, tags)
     if trial_run is not None:
-        if value is not None:
-            tracking.log_metrics(c, trial_run.info.run_id, {f"objective_{metric}": value})
         c.set_terminated(trial_run.info.run_id, "FINISHED" if state != "FAIL" else "FAILED")
-    elif value is not None:
-        tracking.log_metrics(c, runs[0], {f"objective_{metric}": value})

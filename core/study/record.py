@@ -15,31 +15,28 @@ ROLE = "ablab.role"
 NUMBER = "optuna.trial_number"  # the queue trial a run belongs to
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialRun:
-    run_id: str
-    status: str
-    tags: dict[str, str]
-    metrics: dict[str, float]
+    """An MLflow trial run, as the coordinator reads it."""
 
-    @property
-    def hash(self) -> str:
-        return self.tags.get("ablab.trial_hash", "")
+    run: Any
+
+    run_id = property(lambda self: self.run.info.run_id)
+    status = property(lambda self: self.run.info.status)
+    tags = property(lambda self: self.run.data.tags)
+    metrics = property(lambda self: self.run.data.metrics)
+    hash = property(lambda self: self.run.data.tags.get("ablab.trial_hash", ""))
 
 
 def quote(v: str) -> str:
     return v.replace("'", "\\'")
 
 
-def _trial_run(r) -> TrialRun:
-    return TrialRun(r.info.run_id, r.info.status, r.data.tags, r.data.metrics)
-
-
 def trial_runs(c, experiment_id: str, status: str | None = None) -> list[TrialRun]:
     f = f"tags.`{ROLE}` = 'trial'"
     if status:
         f += f" and attributes.status = '{status}'"
-    return [_trial_run(r) for r in tracking.search(c, experiment_id, f)]
+    return [TrialRun(r) for r in tracking.search(c, experiment_id, f)]
 
 
 def finished_by_hash(c, experiment_id: str) -> dict[str, TrialRun]:
@@ -50,7 +47,7 @@ def finished_run(c, experiment_id: str, trial_hash: str) -> TrialRun | None:
     f = (f"tags.`{ROLE}` = 'trial' and attributes.status = 'FINISHED' and "
          f"tags.`ablab.trial_hash` = '{quote(trial_hash)}'")
     runs = tracking.search(c, experiment_id, f, max_results=1)
-    return _trial_run(runs[0]) if runs else None
+    return TrialRun(runs[0]) if runs else None
 
 
 def kill_stale_runs(c, experiment_id: str, running: set[int]) -> int:

@@ -15,6 +15,7 @@ import optuna
 
 from core import tracking
 from core.errors import ConfigError
+from core.runner import shielded
 from core.study.queue import LIVE_STATES, Job, Queue, worker_id
 
 
@@ -45,7 +46,7 @@ def resolve_study(storage_uri: str, name: str, timeout_s: float = 0.0) -> str:
     wanted = [name] if ":" in name else [f"ablation:{name}", f"search:{name}"]
     deadline = time.monotonic() + timeout_s
     while True:
-        names = [s.study_name for s in optuna.get_all_studies(storage)]
+        names = optuna.get_all_study_names(storage)
         for w in wanted:
             if w in names:
                 return w
@@ -94,10 +95,15 @@ def job_tags(job: Job, study: str) -> dict[str, str]:
 @contextlib.contextmanager
 def claimed(queue: Queue, job: Job):
     """Heartbeats while a claimed trial runs. A worker stopped mid-trial (Ctrl-C, SIGTERM)
-    leaves it FAIL/killed, and the coordinator queues it again."""
+    leaves it FAIL/killed, and the coordinator queues it again; an error of ours leaves it
+    FAIL/failed (not retried) and ends the worker with its traceback in the log."""
     with queue.heartbeat(job.trial_id):
         try:
             yield
+        except Exception:
+            queue.finish(job, "failed", None, None)
+            raise
         except BaseException:
-            queue.finish(job, "killed", None, None)
+            with shielded():
+                queue.finish(job, "killed", None, None)
             raise

@@ -1,4 +1,11 @@
-"""`ablab search` on a real Optuna journal and sqlite MLflow store."""
+"""`ablab search` on a real Optuna journal and sqlite MLflow store: interrupted, continued,
+a worker killed, a bad region pruned."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -7,13 +14,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, migrated_store, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 def _store(tmp_path):
-    return (f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "q.journal"),
+    return (migrated_store(tmp_path), str(tmp_path / "q.journal"),
             {"ABLAB_MLRUNS": str(tmp_path), "ABLAB_BEST_DIR": str(tmp_path / "best"),
              "ABLAB_REPORTS": str(tmp_path / "reports")})
 
@@ -23,23 +30,60 @@ def _study(journal, name):
                              storage=JournalStorage(JournalFileBackend(journal)))
 
 
+def _settled(journal, name):
+    """Trials that count toward --trials: finished, pruned, or failed on their own."""
+    return [t for t in _study(journal, name).trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and t.user_attrs.get("outcome") == "failed")]
+
+
 def _trial_runs(uri, name):
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name(name)
+    if exp is None:
+        return []
     return c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'trial'")
 
 
-def test_search_runs_continues_and_writes_a_trainable_best(tmp_path):
+def _spawn(args, env):
+    return subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _wait(pred, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def test_ctrl_c_continue_and_a_trainable_best(tmp_path):
     uri, journal, env = _store(tmp_path)
     args = ["search", "lr_batch", "--smoke", "--tracking-uri", uri, "--storage", journal]
+    # Ctrl-C of a 2-worker search: out within 15 s, no run left RUNNING
+    proc = _spawn([*args, "--trials", "6", "--workers", "2"], env)
+    _wait(lambda: os.path.exists(journal) and len(_settled(journal, "lr_batch")) >= 1, proc)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15, out
+    assert proc.returncode == 130, out
+    assert not [r for r in _trial_runs(uri, "lr_batch") if r.info.status == "RUNNING"]
+    # the same command continues to exactly 6 trials
     proc = run_cli(*args, "--trials", "6", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(_study(journal, "lr_batch").trials) == 6
+    assert len(_settled(journal, "lr_batch")) == 6
     runs = _trial_runs(uri, "lr_batch")
-    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in runs) == list(range(6))
-    parent = {r.data.tags["mlflow.parentRunId"] for r in runs}
-    assert len(parent) == 1
-    for r in runs:
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 6 and {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
+    assert len({r.data.tags["optuna.trial_number"] for r in finished}) == 6
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    for r in finished:
         assert "optuna.lr" in r.data.params and r.data.tags["optuna.state"] in (
             "COMPLETE", "PRUNED")
     best = tmp_path / "best" / "lr_batch_best.yaml"
@@ -49,18 +93,40 @@ def test_search_runs_continues_and_writes_a_trainable_best(tmp_path):
                     env=env)
     assert train.returncode == 0, train.stderr
     c = MlflowClient(uri)
-    search_run = c.get_run(parent.pop())
-    arts = {a.path for a in c.list_artifacts(search_run.info.run_id)}
+    arts = {a.path for a in c.list_artifacts(runs[0].data.tags["mlflow.parentRunId"])}
     assert {"lr_batch_best.yaml", "optimization_history.png",
             "parallel_coordinate.png"} <= arts
-    # continue the same study to 8 trials: exactly 2 more
-    proc = run_cli(*args, "--trials", "8", env=env)
+    # a larger total adds exactly the difference
+    proc = run_cli(*args, "--trials", "7", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(_study(journal, "lr_batch").trials) == 8
-    assert len(_trial_runs(uri, "lr_batch")) == 8
+    assert len(_settled(journal, "lr_batch")) == 7
+
+
+def test_a_killed_search_worker_is_restarted_and_the_count_reached(tmp_path):
+    """Two workers (with --per-gpu 2, a no-op without GPUs), one SIGKILLed mid-search."""
+    uri, journal, env = _store(tmp_path)
+    proc = _spawn(["search", "architecture", "--smoke", "--trials", "5", "--workers", "2",
+                   "--per-gpu", "2", "--tracking-uri", uri, "--storage", journal], env)
+    _wait(lambda: os.path.exists(journal) and len(_settled(journal, "architecture")) >= 1,
+          proc)
+    pids = subprocess.run(["pgrep", "-f", f"core.cli worker .* --storage {journal}"],
+                          capture_output=True, text=True).stdout.split()
+    assert pids
+    os.kill(int(pids[0]), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "exited with" in out
+    settled = _settled(journal, "architecture")
+    assert len(settled) == 5 and len({t.number for t in settled}) == 5
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in settled)
+    assert len({t.user_attrs["worker"] for t in _study(journal, "architecture").trials}) >= 2
+    runs = _trial_runs(uri, "architecture")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert len([r for r in runs if r.info.status == "FINISHED"]) == 5
 
 
 def test_a_bad_region_gets_pruned(tmp_path):
+    """Points enqueued with Optuna's own enqueue_trial count toward --trials."""
     uri, journal, env = _store(tmp_path)
     f = tmp_path / "prune.yaml"
     f.write_text(
@@ -75,6 +141,7 @@ def test_a_bad_region_gets_pruned(tmp_path):
                    journal, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     trials = _study(journal, "prune").trials
+    assert [t.params["lr"] for t in trials] == [0.01, 1e-9, 1e-9]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and all(t.params["lr"] == 1e-9 for t in pruned)
     runs = {int(r.data.tags["optuna.trial_number"]): r for r in _trial_runs(uri, "prune")}
@@ -82,17 +149,3 @@ def test_a_bad_region_gets_pruned(tmp_path):
         assert runs[t.number].data.tags["optuna.state"] == "PRUNED"
         assert runs[t.number].data.tags["ablab.outcome"] == "pruned"
         assert runs[t.number].data.metrics["epochs_run"] < 4
-
-
-def test_two_workers_share_one_study(tmp_path):
-    uri, journal, env = _store(tmp_path)
-    proc = run_cli("search", "architecture", "--smoke", "--trials", "4", "--workers", "2",
-                   "--tracking-uri", uri, "--storage", journal, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "exited with an error" not in proc.stdout
-    trials = _study(journal, "architecture").trials
-    assert len(trials) == 4 and len({t.number for t in trials}) == 4
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    runs = _trial_runs(uri, "architecture")
-    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in runs) == [0, 1, 2, 3]
-    assert len({t.user_attrs["worker"] for t in trials}) == 2

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli
+from tests.conftest import OFFLINE, migrated_store, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 def test_same_seed_twice_gives_identical_runs(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = migrated_store(tmp_path)
     for _ in range(2):
         proc = run_cli("train", "digits_cnn", "--seed", "0", "--set", "train.epochs=2",
                        "--tracking-uri", uri)
@@ -43,10 +43,11 @@ def test_keras_loader_reads_a_filled_cache(tmp_path):
         x = (rng.random((n, 28, 28)) * 60 + y[:, None, None] * 19).clip(0, 255)
         _idx(d / f"{prefix}-labels-idx1-ubyte.gz", y, 8)
         _idx(d / f"{prefix}-images-idx3-ubyte.gz", x, 16)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = migrated_store(tmp_path)
     proc = run_cli("train", "digits_cnn", "--set", "data.source=keras:fashion_mnist",
                    "--set", "train.epochs=1", "--set", "data.image_size=8",
-                   "--tracking-uri", uri, env={"KERAS_HOME": str(tmp_path / "keras")})
+                   "--tracking-uri", uri, env={"KERAS_HOME": str(tmp_path / "keras"),
+                                               **OFFLINE})
     assert proc.returncode == 0, proc.stderr
     c = MlflowClient(uri)
     run = c.search_runs([c.get_experiment_by_name("digits_cnn").experiment_id])[0]
@@ -56,8 +57,9 @@ def test_keras_loader_reads_a_filled_cache(tmp_path):
 
 def test_offline_keras_loader_says_how_to_fix(tmp_path):
     proc = run_cli("train", "digits_cnn", "--set", "data.source=keras:mnist",
-                   "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
-                   env={"KERAS_HOME": str(tmp_path / "empty")})
-    assert proc.returncode in (1, 2)
-    assert "Traceback" not in proc.stderr
-    assert "datasets" in proc.stderr or "datasets" in proc.stdout
+                   "--tracking-uri", migrated_store(tmp_path),
+                   env={"KERAS_HOME": str(tmp_path / "empty"), **OFFLINE})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    err = " ".join(proc.stderr.split())
+    assert "could not load Keras' mnist" in err and "datasets/" in err
