@@ -238,15 +238,26 @@ def report(
                          "minimize for losses, else the ablation's)")] = None,
     out: Annotated[str | None, typer.Option(help="output folder (default reports/NAME)")]
     = None,
+    delta: Annotated[float | None, typer.Option(help="smallest difference of interest "
+                     "(default: the ablation's `delta:`): equivalence and seed planning")]
+    = None,
+    missing_as: Annotated[str | None, typer.Option(help="how a diverged/failed seed counts: "
+                          "chance | worst | exclude (default: the ablation's, else chance)")]
+    = None,
     tracking_uri: UriOpt = None,
 ) -> None:
     """Statistics, plots and significance for a study; also logged to MLflow."""
-    from core.ablation.report import write_report
+    from core.ablation.report import MISSING_AS, write_report
 
     if direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"--direction: {direction!r} is not maximize or minimize")
+    if missing_as not in (None, *MISSING_AS):
+        raise ConfigError(f"--missing-as: {missing_as!r} is not one of {', '.join(MISSING_AS)}")
+    if delta is not None and delta <= 0:
+        raise ConfigError(f"--delta: expected a positive number, got {delta}")
     try:
-        write_report(ablation, metric, out, tracking_uri, console, direction=direction)
+        write_report(ablation, metric, out, tracking_uri, console, direction=direction,
+                     delta=delta, missing_as=missing_as)
     except LookupError as err:
         raise ConfigError(str(err)) from None
 

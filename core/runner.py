@@ -107,7 +107,8 @@ def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: li
     losses = result.history.get("loss", []) + result.history.get("val_loss", [])
     final: dict[str, float] = {"epochs_run": result.epochs_run,
                                "train_time_s": result.train_time_s,
-                               "n_params": result.model.count_params()}
+                               "n_params": result.model.count_params(),
+                               "n_classes": data.n_classes, "n_test": len(data.y_test)}
     val = result.history.get("val_loss", [])
     finite = [(v, i) for i, v in enumerate(val) if np.isfinite(v)]
     if finite:

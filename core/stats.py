@@ -1,4 +1,14 @@
-"""Statistics of seeds (pure functions over arrays; scipy does the distributions)."""
+"""Statistics of seeds: pure functions over arrays (scipy does the distributions).
+
+Every verdict rule here comes with a simulation of its error rates
+(`tests/test_stats_calibration.py`): false "better/worse" rate with no true difference,
+power, coverage of the intervals, and how often "equivalent" is wrong.
+
+What the intervals cover: training noise over seeds (initialisation, data order,
+augmentation, dropout) with the data split fixed. The split's own noise is not in them
+(`data.vary_split_with_seed=true` puts it in); neither is the test set's sampling noise, which
+the report shows beside them as a binomial standard error.
+"""
 
 from __future__ import annotations
 
@@ -9,177 +19,410 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as st
 
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t CI of the mean; degenerate (mean, mean) for n=1 or zero variance."""
-    x = np.asarray(values, float)
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan
-    m = float(x.mean())
-    if n < 2:
-        return m, m
-    sem = float(x.std(ddof=1) / math.sqrt(n))
-    if sem == 0:
-        return m, m
-    lo, hi = st.t.interval(level, n - 1, loc=m, scale=sem)
-    return float(lo), float(hi)
+ALPHA = 0.05
+SD_CONFIDENCE = 0.8  # planning uses this upper confidence limit of the seed SD
+POWER = 0.8
+IQM_CI_MIN_N = 10  # below this the IQM bootstrap interval is not shown (coverage, README)
+NAN = math.nan
 
 
-def aggregate(values: Sequence[float], metric: str) -> dict[str, float]:
-    """The numbers a variant's parent run holds: mean, std, 95% CI, n_seeds."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The range a metric can take: accuracies, F1, recall, precision, AUC in [0, 1]; losses
+    and times are >= 0; anything else is unbounded."""
+    m = metric.lower()
+    if any(k in m for k in ("accuracy", "f1", "recall", "precision", "auc")):
+        return 0.0, 1.0
+    if "loss" in m or m.endswith("_s"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    x = np.asarray([v for v in values if v is not None], float)
+    return x[np.isfinite(x)]
+
+
+def is_constant(x: np.ndarray) -> bool:
+    """No spread beyond float noise (k/N accuracies differ by ulps, not by zero): the
+    tolerance is scaled to the data."""
     if len(x) == 0:
-        return {"n_seeds": 0}
-    lo, hi = t_interval(x)
-    return {
-        f"mean_{metric}": float(x.mean()),
-        f"std_{metric}": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-        f"ci95_low_{metric}": lo,
-        f"ci95_high_{metric}": hi,
-        "n_seeds": float(len(x)),
-    }
+        return True
+    return float(np.ptp(x)) <= 1e-9 * max(1.0, float(np.abs(x).max()))
+
+
+def clip(lo: float, hi: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """An interval of a bounded metric stays in its range (NaN stays NaN)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return lo, hi
+    return float(min(max(lo, bounds[0]), bounds[1])), float(max(min(hi, bounds[1]), bounds[0]))
 
 
 # ----------------------------------------------------------------------------- per variant
 
-BOOTSTRAP_RESAMPLES = 9999
+
+def t_interval(values, level: float = 0.95, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
+    """Student-t CI of the mean; NaN below 2 values (one seed says nothing about seed noise);
+    a point for constant values; clipped to the metric's range."""
+    x = finite(values)
+    n = len(x)
+    if n < 2:
+        return NAN, NAN
+    m = float(x.mean())
+    if is_constant(x):
+        return m, m
+    sem = float(x.std(ddof=1) / math.sqrt(n))
+    lo, hi = st.t.interval(level, n - 1, loc=m, scale=sem)
+    return clip(float(lo), float(hi), bounds)
 
 
-def bootstrap_interval(values: Sequence[float], seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile-BCa bootstrap CI of the mean (scipy.stats.bootstrap); NaN below n=2 and
-    the point itself when every value is the same."""
-    x = np.asarray(values, float)
-    if len(x) < 2:
-        return math.nan, math.nan
-    if np.all(x == x[0]):
+def iqm(values) -> float:
+    """Interquartile mean (25% trimmed on each side; Agarwal et al. 2021, as in rliable)."""
+    x = finite(values)
+    return float(st.trim_mean(x, 0.25)) if len(x) else NAN
+
+
+def iqm_interval(values, level: float = 0.95, seed: int = 0,
+                 bounds=(-math.inf, math.inf)) -> tuple[float, float]:
+    """Percentile bootstrap CI of the IQM (as rliable computes it); NaN below IQM_CI_MIN_N
+    seeds, where its simulated coverage falls short of the level (README, Statistics)."""
+    x = finite(values)
+    if len(x) < IQM_CI_MIN_N:
+        return NAN, NAN
+    if is_constant(x):
         return float(x[0]), float(x[0])
-    res = st.bootstrap((x,), np.mean, confidence_level=level, n_resamples=BOOTSTRAP_RESAMPLES,
-                       method="BCa", random_state=np.random.default_rng(seed))
+    res = st.bootstrap((x,), lambda s, axis=-1: st.trim_mean(s, 0.25, axis=axis),
+                       confidence_level=level, n_resamples=2000, method="percentile",
+                       random_state=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa degenerates on tiny samples
-        res = st.bootstrap((x,), np.mean, confidence_level=level,
-                           n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
-                           random_state=np.random.default_rng(seed))
-        lo, hi = res.confidence_interval
-    return float(lo), float(hi)
+    return clip(float(lo), float(hi), bounds)
 
 
-def describe(values: Sequence[float]) -> dict[str, float]:
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+def describe(values, bounds=(-math.inf, math.inf)) -> dict[str, float]:
+    """Per-variant numbers. n = 1 gives NaN spread and intervals, never a zero-width CI."""
+    x = finite(values)
     n = len(x)
     if n == 0:
-        return {"n": 0}
-    lo, hi = t_interval(x)
-    blo, bhi = bootstrap_interval(x)
-    return {"n": n, "mean": float(x.mean()), "std": float(x.std(ddof=1)) if n > 1 else math.nan,
-            "ci95_low": lo, "ci95_high": hi, "boot_ci95_low": blo, "boot_ci95_high": bhi,
-            "median": float(np.median(x)), "min": float(x.min()), "max": float(x.max())}
+        return {"n": 0, "mean": NAN, "std": NAN, "ci95_low": NAN, "ci95_high": NAN,
+                "median": NAN, "min": NAN, "max": NAN, "iqm": NAN, "iqm_ci95_low": NAN,
+                "iqm_ci95_high": NAN}
+    lo, hi = t_interval(x, bounds=bounds)
+    ilo, ihi = iqm_interval(x, bounds=bounds)
+    return {"n": n, "mean": float(x.mean()), "std": float(x.std(ddof=1)) if n > 1 else NAN,
+            "ci95_low": lo, "ci95_high": hi, "median": float(np.median(x)),
+            "min": float(x.min()), "max": float(x.max()), "iqm": iqm(x),
+            "iqm_ci95_low": ilo, "iqm_ci95_high": ihi}
+
+
+def aggregate(values, metric: str) -> dict[str, float]:
+    """What a variant's parent run holds: `describe` under MLflow metric names."""
+    d = describe(values, metric_bounds(metric))
+    out = {"n_seeds": float(d["n"])}
+    if d["n"]:
+        for k in ("mean", "std", "ci95_low", "ci95_high", "median", "iqm"):
+            out[f"{k}_{metric}"] = d[k]
+    return out
 
 
 # ----------------------------------------------------------------------------- comparisons
 
 
-def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
-    """Standardized mean difference (b - a) over the pooled SD, small-sample corrected."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    n1, n2 = len(a), len(b)
-    if n1 < 2 or n2 < 2:
-        return math.nan
-    sp = math.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
-    if sp == 0:
-        return 0.0 if b.mean() == a.mean() else math.copysign(math.inf, b.mean() - a.mean())
-    j = 1 - 3 / (4 * (n1 + n2) - 9)
-    return float(j * (b.mean() - a.mean()) / sp)
-
-
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """CI of mean(b) - mean(a) with Welch-Satterthwaite degrees of freedom."""
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    d = b.mean() - a.mean()
-    se = math.sqrt(va + vb)
+    se, df = _welch_se_df(a, b)
+    d = float(b.mean() - a.mean())
     if se == 0:
-        return float(d), float(d)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        return d, d
     lo, hi = st.t.interval(level, df, loc=d, scale=se)
     return float(lo), float(hi)
 
 
-def seeds_for_power(effect: float, paired: bool, alpha: float = 0.05,
-                    power: float = 0.8) -> float:
-    """Seeds per variant for `power` to detect `effect` (Cohen's d, or d_z when paired)."""
-    # Imported before catch_warnings: its import adds an "always" filter for its warnings.
-    import statsmodels.tools.sm_exceptions  # noqa: F401
+def _welch_se_df(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0, NAN
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return se, float(df)
+
+
+def hedges_g(a, b) -> float:
+    """Standardized mean difference (b - a) over the pooled SD, small-sample corrected: the
+    effect size of an unpaired comparison."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n1, n2 = len(a), len(b)
+    if n1 < 2 or n2 < 2:
+        return NAN
+    sp = math.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
+    if sp == 0 or is_constant(np.concatenate([a - a.mean(), b - b.mean()])):
+        return NAN
+    j = 1 - 3 / (4 * (n1 + n2) - 9)
+    return float(j * (b.mean() - a.mean()) / sp)
+
+
+def d_z(d) -> float:
+    """Mean paired difference over its SD: the effect size of a paired comparison, and the
+    one its power depends on."""
+    d = np.asarray(d, float)
+    if len(d) < 2 or is_constant(d):
+        return NAN
+    return float(d.mean() / d.std(ddof=1))
+
+
+def wilcoxon_p(d) -> float:
+    """Wilcoxon signed-rank p of paired differences, tie-aware: accuracies are k/N, so
+    '+1 image' and '-1 image' differences differ by ulps; rounding makes them ties, and scipy
+    then uses a method that knows ties instead of the no-ties exact distribution."""
+    d = np.round(np.asarray(d, float), 9)
+    if len(d) < 2 or np.all(d == 0):
+        return 1.0 if len(d) >= 2 else NAN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(st.wilcoxon(d).pvalue)
+
+
+def prob_improvement(a, b, paired: bool, level: float = 0.95) -> tuple[float, float, float]:
+    """P(b > a) with a CI. Paired: the share of seeds where b wins (ties count half), Wilson
+    interval. Unpaired: Mann-Whitney U / (n1 n2) (rliable's definition), Hanley-McNeil
+    interval. Returns (estimate, low, high)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) == 0 or len(b) == 0:
+        return NAN, NAN, NAN
+    z = st.norm.ppf(0.5 + level / 2)
+    if paired:
+        d = np.round(b - a, 9)
+        n = len(d)
+        p = float(np.mean((d > 0) + 0.5 * (d == 0)))
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return p, max(0.0, centre - half), min(1.0, centre + half)
+    n1, n2 = len(a), len(b)
+    if np.array_equal(np.sort(a), np.sort(b)):
+        p = 0.5
+    else:
+        p = float(st.mannwhitneyu(b, a, alternative="greater").statistic / (n1 * n2))
+    q1, q2 = p / (2 - p), 2 * p * p / (1 + p)
+    var = (p * (1 - p) + (n2 - 1) * (q1 - p * p) + (n1 - 1) * (q2 - p * p)) / (n1 * n2)
+    half = z * math.sqrt(max(var, 0.0))
+    return p, max(0.0, p - half), min(1.0, p + half)
+
+
+def power(n: int, effect: float, paired: bool, alpha: float = ALPHA) -> float:
+    """Power of the two-sided t-test with n seeds per variant (paired: one-sample t on the
+    differences, `effect` = d_z; else two-sample t, `effect` = d). Integrated over the
+    chi-square of the variance estimate: scipy's noncentral t (and statsmodels with it)
+    returns NaN for one degree of freedom and large effects."""
+    from scipy import integrate
+
+    df = n - 1 if paired else 2 * n - 2
+    nc = abs(effect) * math.sqrt(n if paired else n / 2)
+    crit = st.t.ppf(1 - alpha / 2, df)
+
+    def rejects(v: float) -> float:
+        c = crit * math.sqrt(v / df)
+        return (st.norm.sf(c - nc) + st.norm.cdf(-c - nc)) * st.chi2.pdf(v, df)
+
+    return float(integrate.quad(rejects, 0, math.inf, limit=200)[0])
+
+
+def seeds_needed(effect: float, paired: bool, alpha: float = ALPHA, target: float = POWER,
+                 max_n: int = 100_000) -> float:
+    """The smallest n (>= 2) with power >= target to detect `effect` (d_z when paired, d
+    otherwise): the solver's answer rounded up, then checked, stepping up until it holds
+    (the root-finder alone under-shoots for large effects)."""
+    import statsmodels.tools.sm_exceptions  # noqa: F401  (its import adds warning filters)
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
-    if not math.isfinite(effect):
-        return 2.0 if effect != 0 else math.nan
-    if effect == 0:
-        return math.inf
+    if not math.isfinite(effect) or effect == 0:
+        return NAN
     solver = TTestPower() if paired else TTestIndPower()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the solver warns before giving up on huge effects
-        n = float(solver.solve_power(effect_size=abs(effect), alpha=alpha, power=power,
-                                     alternative="two-sided"))
-    if not math.isfinite(n):
-        # The root-finder fails only for huge effects, where the minimum (2 seeds) suffices.
-        return 2.0 if abs(effect) > 3 else math.nan
-    return float(math.ceil(max(n, 2.0)))
+        warnings.simplefilter("ignore")
+        try:
+            guess = float(solver.solve_power(effect_size=abs(effect), alpha=alpha,
+                                             power=target, alternative="two-sided"))
+        except (ValueError, RuntimeError):
+            guess = NAN
+    n = max(2, math.ceil(guess) if math.isfinite(guess) else 2)
+    while power(n, effect, paired, alpha) < target:
+        n += 1 if n < 50 else max(1, n // 20)
+        if n > max_n:
+            return math.inf
+    while n > 2 and power(n - 1, effect, paired, alpha) >= target:
+        n -= 1
+    return float(n)
 
 
-def compare(base: Sequence[float], other: Sequence[float], paired: bool) -> dict[str, float]:
-    """other vs base: difference of means with its 95% CI, the t-test (paired when the seeds
-    match, Welch otherwise), Wilcoxon signed-rank when paired, Hedges' g, seeds for 80% power.
-    Degenerate cases follow scipy (NaN), except identical samples: p = 1."""
+def sd_upper(sd: float, n: int, confidence: float = SD_CONFIDENCE) -> float:
+    """An upper confidence limit of a standard deviation from n values (chi-square): planning
+    with it instead of the observed SD keeps a lucky small pilot from promising too few
+    seeds."""
+    if n < 2 or not math.isfinite(sd):
+        return NAN
+    return float(sd * math.sqrt((n - 1) / st.chi2.ppf(1 - confidence, n - 1)))
+
+
+def plan_seeds(delta: float | None, sd: float, n: int, paired: bool) -> float:
+    """Seeds per variant for 80% power to detect the declared `delta` (the smallest effect
+    of interest), with the seed SD at its upper confidence limit. Never from the observed
+    effect: that 'observed power' is only a restatement of the p-value."""
+    if not delta or not math.isfinite(sd) or n < 2:
+        return NAN
+    s = sd_upper(sd, n)
+    if s == 0:
+        return 2.0
+    return seeds_needed(delta / s, paired)
+
+
+def _t_p(est: float, se: float, df: float, null: float = 0.0, side: str = "two") -> float:
+    t = (est - null) / se
+    if side == "two":
+        return float(2 * st.t.sf(abs(t), df))
+    return float(st.t.sf(t, df) if side == "greater" else st.t.cdf(t, df))
+
+
+def compare(base, other, paired: bool, delta: float | None = None,
+            bounds=(-math.inf, math.inf), extras: bool = True) -> dict[str, float]:
+    """`other` vs `base` (paired: aligned by seed). The difference of means with its 95% CI,
+    the t-test (paired or Welch), the tie-aware Wilcoxon (paired), the effect size the power
+    depends on (d_z paired, Hedges' g unpaired), probability of improvement, and with a
+    declared `delta` the TOST equivalence p and the seeds needed. `replicates` is 0 when
+    every seed gave the same value: then nothing is tested (the seeds vary nothing).
+    `extras=False` skips what the verdict does not use (Wilcoxon, P(improvement), planning):
+    the calibration simulations run the verdict thousands of times."""
     a, b = np.asarray(base, float), np.asarray(other, float)
-    out: dict[str, float] = {"n_base": len(a), "n_variant": len(b),
-                             "diff": float(b.mean() - a.mean()) if len(a) and len(b)
-                             else math.nan}
-    nan = math.nan
-    out.update(diff_ci95_low=nan, diff_ci95_high=nan, p_value=nan, p_wilcoxon=nan,
-               hedges_g=hedges_g(a, b), seeds_for_80_power=nan)
+    out: dict[str, float] = {
+        "n_base": len(a), "n_variant": len(b), "paired": bool(paired),
+        "diff": float(b.mean() - a.mean()) if len(a) and len(b) else NAN,
+        "diff_ci95_low": NAN, "diff_ci95_high": NAN, "p_value": NAN, "p_wilcoxon": NAN,
+        "p_tost": NAN, "effect_size": NAN, "se": NAN, "df": NAN, "replicates": 1,
+        "seeds_for_80_power": NAN}
+    poi, plo, phi = prob_improvement(a, b, paired) if extras else (NAN, NAN, NAN)
+    out.update(prob_improvement=poi, prob_improvement_low=plo, prob_improvement_high=phi)
     if len(a) < 2 or len(b) < 2:
         return out
     if paired:
         d = b - a
-        lo, hi = t_interval(d)
-        out["diff_ci95_low"], out["diff_ci95_high"] = lo, hi
-        if np.all(d == 0):
-            out["p_value"] = out["p_wilcoxon"] = 1.0
-        else:
-            out["p_value"] = float(st.ttest_rel(b, a).pvalue)
-            out["p_wilcoxon"] = float(st.wilcoxon(b, a).pvalue)
-        sd = d.std(ddof=1)
-        dz = d.mean() / sd if sd > 0 else (0.0 if d.mean() == 0 else math.inf)
-        out["seeds_for_80_power"] = seeds_for_power(dz, paired=True)
+        if is_constant(d):
+            out["replicates"] = 0
+            return out
+        se, df = float(d.std(ddof=1) / math.sqrt(len(d))), float(len(d) - 1)
+        out["p_wilcoxon"] = wilcoxon_p(d) if extras else NAN
+        out["effect_size"] = d_z(d)
+        sd = float(d.std(ddof=1))
     else:
-        lo, hi = welch_interval(a, b)
-        out["diff_ci95_low"], out["diff_ci95_high"] = lo, hi
-        if np.array_equal(np.sort(a), np.sort(b)) and a.std() == 0:
-            out["p_value"] = 1.0
-        else:
-            out["p_value"] = float(st.ttest_ind(b, a, equal_var=False).pvalue)
-        out["seeds_for_80_power"] = seeds_for_power(out["hedges_g"], paired=False)
+        if is_constant(a) and is_constant(b):
+            out["replicates"] = 0
+            return out
+        se, df = _welch_se_df(a, b)
+        out["effect_size"] = hedges_g(a, b)
+        sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    diff = out["diff"]
+    lo, hi = st.t.interval(0.95, df, loc=diff, scale=se)
+    width = bounds[1] - bounds[0]
+    out.update(diff_ci95_low=float(lo), diff_ci95_high=float(hi), se=se, df=df,
+               p_value=_t_p(diff, se, df))
+    out["diff_ci95_low"], out["diff_ci95_high"] = clip(out["diff_ci95_low"],
+                                                       out["diff_ci95_high"], (-width, width))
+    if delta:
+        out["p_tost"] = max(_t_p(diff, se, df, -delta, "greater"),
+                            _t_p(diff, se, df, delta, "less"))
+        out["seeds_for_80_power"] = plan_seeds(delta, sd, len(b), paired) if extras else NAN
     return out
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (statsmodels); NaNs stay NaN and do not count as tests."""
-    from statsmodels.stats.multitest import multipletests
+def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
+    """The difference's CI at another level (e.g. Holm-adjusted) from `compare`'s se, df."""
+    if not (math.isfinite(row.get("se", NAN)) and math.isfinite(row.get("df", NAN))):
+        return NAN, NAN
+    lo, hi = st.t.interval(level, row["df"], loc=row["diff"], scale=row["se"])
+    width = bounds[1] - bounds[0]
+    return clip(float(lo), float(hi), (-width, width))
 
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values; NaNs stay NaN and do not count as tests. Five lines of numpy
+    rather than statsmodels' multipletests, which runs gc.collect() on every call (23 ms, more
+    in a process holding TensorFlow): the calibration simulations call this thousands of
+    times. tests/test_stats.py checks it against statsmodels."""
     p = np.asarray(pvalues, float)
-    out = np.full(len(p), math.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+    out = np.full(len(p), NAN)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        steps = (m - np.arange(m)) * p[order]
+        out[order] = np.minimum(1.0, np.maximum.accumulate(steps))
     return out.tolist()
 
 
-def verdict(diff: float, p_adj: float, n: int, direction: str, alpha: float = 0.05) -> str:
-    if not math.isfinite(p_adj):
-        return f"not testable with n={n}"
-    if p_adj >= alpha:
-        return f"no detectable difference with n={n}"
-    better = diff > 0 if direction == "maximize" else diff < 0
-    return "better" if better else "worse"
+def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """Confidence levels that make each difference's CI agree with Holm: the comparison at
+    Holm step i gets level 1 - alpha/(m - i + 1); once Holm stops at step k, the rest get
+    step k's. So a CI excludes 0 exactly when Holm rejects, and each covers with at least
+    the level it shows (>= 1 - alpha)."""
+    p = np.asarray(pvalues, float)
+    ok = np.flatnonzero(np.isfinite(p))
+    levels = np.full(len(p), NAN)
+    m = len(ok)
+    stopped = None
+    for rank, idx in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        step_alpha = alpha / (m - rank)
+        if stopped is None and p[idx] > step_alpha:
+            stopped = step_alpha
+        levels[idx] = 1 - (stopped if stopped is not None else step_alpha)
+    return levels.tolist()
+
+
+def verdict(row: dict, p_holm: float, p_tost_holm: float, direction: str, delta: float | None,
+            alpha: float = ALPHA) -> str:
+    """better / worse (Holm-adjusted t-test), equivalent within ±delta (Holm-adjusted TOST),
+    else inconclusive: never a phrase that reads as 'the same' when the data only failed to
+    show a difference."""
+    if not row.get("replicates", 1):
+        return "not replicates: every seed gave the same value"
+    if not math.isfinite(p_holm):
+        return f"inconclusive: not testable with n={min(row['n_base'], row['n_variant'])}"
+    if p_holm < alpha:
+        better = row["diff"] > 0 if direction == "maximize" else row["diff"] < 0
+        out = "better" if better else "worse"
+        if delta and math.isfinite(p_tost_holm) and p_tost_holm < alpha:
+            out += f" (but within ±{delta:g})"
+        return out
+    if delta and math.isfinite(p_tost_holm) and p_tost_holm < alpha:
+        return f"equivalent within ±{delta:g}"
+    return "inconclusive"
+
+
+# ----------------------------------------------------------------------------- missing seeds
+
+
+def chance_value(metric: str, n_classes: int) -> float:
+    """What a model at chance scores: 1/K for accuracies, recall, precision and F1 (a
+    uniform guess), 0.5 AUC, ln K cross-entropy."""
+    m = metric.lower()
+    if "auc" in m:
+        return 0.5
+    if "loss" in m:
+        return math.log(n_classes) if n_classes > 1 else NAN
+    if any(k in m for k in ("accuracy", "f1", "recall", "precision")):
+        return 1.0 / n_classes if n_classes else NAN
+    return NAN
+
+
+def impute(how: str, metric: str, direction: str, n_classes: int,
+           observed: np.ndarray) -> float:
+    """The value a seed without a metric (diverged, failed) counts as: `chance`, `worst`
+    (the metric's worst possible value, or the worst seen in the study when it is
+    unbounded), or NaN for `exclude`."""
+    if how == "exclude":
+        return NAN
+    if how == "chance":
+        return chance_value(metric, n_classes)
+    lo, hi = metric_bounds(metric)
+    worst = lo if direction == "maximize" else hi
+    if math.isfinite(worst):
+        return worst
+    obs = observed[np.isfinite(observed)]
+    if not len(obs):
+        return NAN
+    return float(obs.min() if direction == "maximize" else obs.max())

@@ -1,4 +1,5 @@
-"""The report's numbers against independent scipy / statsmodels computations, to 1e-9."""
+"""The report's numbers against independent scipy / statsmodels computations, and one
+regression test per statistics bug found (each built on the example that showed it)."""
 
 import math
 
@@ -7,10 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from core import stats
-from core.ablation.report import comparison_table, variant_table
+from core.ablation.report import comparison_table, seed_values, variant_table
 
 TOL = 1e-9
 BASE = np.array([0.91, 0.93, 0.90, 0.94, 0.92, 0.95])
@@ -20,20 +20,34 @@ WORSE = np.array([0.70, 0.75, 0.72, 0.69, 0.74, 0.71])
 
 
 def runs_frame(groups: dict[str, tuple[list[int], np.ndarray]], baseline: str,
-               outcomes: dict[str, list[str]] | None = None) -> pd.DataFrame:
+               outcomes: dict[str, list[str]] | None = None, metric="test_accuracy",
+               n_classes: int = 10) -> pd.DataFrame:
     rows = []
     for name, (seeds, vals) in groups.items():
         for i, (s, v) in enumerate(zip(seeds, vals, strict=True)):
             rows.append({"variant": name, "seed": s, "status": "FINISHED",
                          "outcome": (outcomes or {}).get(name, ["ok"] * len(seeds))[i],
-                         "baseline": name == baseline, "test_accuracy": v,
+                         "baseline": name == baseline, metric: v, "n_classes": n_classes,
                          "test_loss": 1 - v, "epochs_run": 10, "train_time_s": 5.0,
-                         "trial_hash": f"{name}-{s}", "run_id": f"{name}-{s}"})
+                         "start_time": i, "trial_hash": f"{name}-{s}",
+                         "run_id": f"{name}-{s}", "parent": f"p-{name}"})
     return pd.DataFrame(rows)
 
 
 def approx(x):
     return pytest.approx(x, abs=TOL, nan_ok=True)
+
+
+def simulated_power(n: int, d: float, alpha: float = 0.05, sims: int = 400_000) -> float:
+    """Power of the two-sided one-sample t-test by simulating t statistics (independent of
+    the integral in core.stats and of statsmodels, which returns NaN at n = 2, d = 6)."""
+    rng = np.random.default_rng(n)
+    df = n - 1
+    t = (rng.standard_normal(sims) + d * math.sqrt(n)) / np.sqrt(rng.chisquare(df, sims) / df)
+    return float(np.mean(np.abs(t) > st.t.ppf(1 - alpha / 2, df)))
+
+
+# ----------------------------------------------------------------------------- against scipy
 
 
 def test_per_variant_matches_scipy():
@@ -46,10 +60,9 @@ def test_per_variant_matches_scipy():
     assert row["ci95_low"] == approx(lo) and row["ci95_high"] == approx(hi)
     assert row["median"] == approx(np.median(BASE))
     assert (row["min"], row["max"]) == (BASE.min(), BASE.max())
-    boot = st.bootstrap((BASE,), np.mean, n_resamples=stats.BOOTSTRAP_RESAMPLES, method="BCa",
-                        random_state=np.random.default_rng(0)).confidence_interval
-    assert row["boot_ci95_low"] == approx(boot.low)
-    assert row["boot_ci95_high"] == approx(boot.high)
+    # IQM: the mean of the middle half (6 values: trim 1.5 each side, as scipy does)
+    assert row["iqm"] == approx(st.trim_mean(BASE, 0.25))
+    assert math.isnan(row["iqm_ci95_low"])  # below IQM_CI_MIN_N seeds: not shown
 
 
 def test_paired_comparisons_match_scipy_and_statsmodels():
@@ -58,98 +71,204 @@ def test_paired_comparisons_match_scipy_and_statsmodels():
     ct = comparison_table(runs, "test_accuracy", "maximize").set_index("variant")
     d = BETTER - BASE
     r = ct.loc["better"]
-    assert bool(r["paired"]) and r["test"] == "paired t"
+    assert bool(r["paired"]) and r["test"] == "paired t" and r["left_out_seeds"] == ""
     assert r["diff"] == approx(d.mean())
     lo, hi = st.t.interval(0.95, 5, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(6))
     assert r["diff_ci95_low"] == approx(lo) and r["diff_ci95_high"] == approx(hi)
     assert r["p_value"] == approx(st.ttest_rel(BETTER, BASE).pvalue)
-    assert r["p_wilcoxon"] == approx(st.wilcoxon(BETTER, BASE).pvalue)
+    assert r["p_wilcoxon"] == approx(st.wilcoxon(np.round(d, 9)).pvalue)
     p_raw = [st.ttest_rel(BETTER, BASE).pvalue, st.ttest_rel(WORSE, BASE).pvalue]
     p_holm = multipletests(p_raw, method="holm")[1]
     assert ct.loc["better", "p_holm"] == approx(p_holm[0])
     assert ct.loc["worse", "p_holm"] == approx(p_holm[1])
-    n_power = TTestPower().solve_power(effect_size=abs(d.mean() / d.std(ddof=1)), alpha=0.05,
-                                       power=0.8)
-    assert r["seeds_for_80_power"] == max(2, math.ceil(n_power))
+    assert r["effect_size_kind"] == "d_z"
+    assert r["effect_size"] == approx(d.mean() / d.std(ddof=1))
+    assert r["prob_improvement"] == 1.0
+    assert math.isnan(r["seeds_for_80_power"])  # no delta declared: no planning
     assert ct.loc["better", "verdict"] == "better"
     assert ct.loc["worse", "verdict"] == "worse"
 
 
-def test_wilcoxon_with_ties():
-    runs = runs_frame({"base": (list(range(6)), BASE), "ties": (list(range(6)), TIES)}, "base")
-    r = comparison_table(runs, "test_accuracy").iloc[0]
-    assert r["p_wilcoxon"] == approx(st.wilcoxon(TIES, BASE).pvalue)
-    assert r["p_value"] == approx(st.ttest_rel(TIES, BASE).pvalue)
-
-
-def test_unpaired_uses_welch_and_hedges_g():
+def test_unpaired_uses_welch_hedges_g_and_mann_whitney():
     b = np.array([0.89, 0.92, 0.90, 0.91])  # different seeds, moderate effect
     runs = runs_frame({"base": (list(range(6)), BASE), "other": ([10, 11, 12, 13], b)}, "base")
     r = comparison_table(runs, "test_accuracy").iloc[0]
     assert not bool(r["paired"]) and r["test"] == "Welch t"
     assert r["p_value"] == approx(st.ttest_ind(b, BASE, equal_var=False).pvalue)
     assert math.isnan(r["p_wilcoxon"])
-    # Welch CI by hand
     va, vb = BASE.var(ddof=1) / 6, b.var(ddof=1) / 4
     df = (va + vb) ** 2 / (va**2 / 5 + vb**2 / 3)
     lo, hi = st.t.interval(0.95, df, loc=b.mean() - BASE.mean(), scale=math.sqrt(va + vb))
     assert r["diff_ci95_low"] == approx(lo) and r["diff_ci95_high"] == approx(hi)
-    # Hedges' g by hand
     sp = math.sqrt((5 * BASE.var(ddof=1) + 3 * b.var(ddof=1)) / 8)
-    g = (1 - 3 / (4 * 10 - 9)) * (b.mean() - BASE.mean()) / sp
-    assert r["hedges_g"] == approx(g)
-    n = TTestIndPower().solve_power(effect_size=abs(g), alpha=0.05, power=0.8)
-    assert r["seeds_for_80_power"] == max(2, math.ceil(n))
+    assert r["effect_size_kind"] == "hedges_g"
+    assert r["effect_size"] == approx((1 - 3 / (4 * 10 - 9)) * (b.mean() - BASE.mean()) / sp)
+    # rliable's probability of improvement: Mann-Whitney U / (n1 n2), by hand
+    wins = sum((x > y) + 0.5 * (x == y) for x in b for y in BASE)
+    assert r["prob_improvement"] == approx(wins / 24)
 
 
-def test_n_equals_two():
-    a, b = np.array([0.90, 0.92]), np.array([0.95, 0.96])
-    runs = runs_frame({"a": ([0, 1], a), "b": ([0, 1], b)}, "a")
-    row = variant_table(runs, "test_accuracy").set_index("variant").loc["a"]
-    lo, hi = st.t.interval(0.95, 1, loc=a.mean(), scale=a.std(ddof=1) / math.sqrt(2))
-    assert row["ci95_low"] == approx(lo) and row["ci95_high"] == approx(hi)
-    r = comparison_table(runs, "test_accuracy").iloc[0]
-    assert r["p_value"] == approx(st.ttest_rel(b, a).pvalue)
-    assert r["p_wilcoxon"] == approx(st.wilcoxon(b, a).pvalue)
-    assert r["verdict"].startswith("no detectable difference with n=2")
-
-
-def test_zero_variance():
-    same = np.full(5, 0.9)
-    runs = runs_frame({"a": (list(range(5)), same), "b": (list(range(5)), same.copy())}, "a")
-    row = variant_table(runs, "test_accuracy").iloc[0]
-    assert row["std"] == 0 and row["ci95_low"] == row["ci95_high"] == approx(0.9)
-    assert row["boot_ci95_low"] == row["boot_ci95_high"] == approx(0.9)
-    r = comparison_table(runs, "test_accuracy").iloc[0]
-    assert r["diff"] == 0 and r["p_value"] == 1.0 and r["p_wilcoxon"] == 1.0
-    assert math.isinf(r["seeds_for_80_power"])
-    # constant but different: a shift with no noise is as certain as it gets (scipy agrees)
-    runs = runs_frame({"a": (list(range(5)), same), "b": (list(range(5)), same + 0.05)}, "a")
-    r = comparison_table(runs, "test_accuracy").iloc[0]
-    with np.errstate(all="ignore"):
-        assert r["p_value"] == approx(st.ttest_rel(same + 0.05, same).pvalue)
-    assert r["diff"] == approx(0.05)
-
-
-def test_minimize_direction_and_other_metrics():
+def test_minimize_direction():
     runs = runs_frame({"base": (list(range(6)), BASE), "better": (list(range(6)), BETTER)},
                       "base")
     ct = comparison_table(runs, "test_loss", "minimize").iloc[0]
     assert ct["diff"] == approx((1 - BETTER).mean() - (1 - BASE).mean())
     assert ct["verdict"] == "better"  # lower loss is better
+    assert ct["prob_improvement"] == 1.0
 
 
-def test_collapse_rate_and_counts():
-    runs = runs_frame({"a": (list(range(4)), BASE[:4])}, "a",
-                      outcomes={"a": ["ok", "collapsed", "collapsed", "diverged"]})
-    runs.loc[3, "test_accuracy"] = np.nan
-    failed = runs.iloc[[0]].assign(status="FAILED", seed=9)
-    row = variant_table(pd.concat([runs, failed]), "test_accuracy").iloc[0]
-    assert row["collapse_rate"] == 0.5 and row["collapsed"] == 2
-    assert row["diverged"] == 1 and row["failed"] == 1 and row["n"] == 3
+def test_holm_matches_statsmodels():
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 5, 8):
+        for _ in range(20):
+            p = rng.uniform(0, 0.2, m) ** 2
+            assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
 
 
 def test_holm_ignores_nan():
     assert stats.holm([0.01, math.nan, 0.04])[0] == approx(
         multipletests([0.01, 0.04], method="holm")[1][0])
     assert math.isnan(stats.holm([0.01, math.nan])[1])
+
+
+# ----------------------------------------------------------------------------- the six bugs
+
+
+def test_bug1_wilcoxon_with_tied_differences_of_k_over_n():
+    base = np.array([84, 78, 82, 78, 78, 83, 84, 81])
+    d = np.array([1, -1, 1, -1, -1, -1, 0, 1])
+    a, b = base / 90, (base + d) / 90
+    assert st.wilcoxon(b, a).pvalue == pytest.approx(0.375)  # ulps make ties look distinct
+    assert stats.wilcoxon_p(b - a) == pytest.approx(1.0)
+    assert stats.wilcoxon_p(b - a) == pytest.approx(st.wilcoxon(d).pvalue)  # on counts
+
+
+def _seed_effect_study(drop_variant_seed: int | None = None):
+    rng = np.random.default_rng(3)
+    seed_effect = rng.normal(0, 0.05, 10)
+    base = 0.85 + seed_effect + rng.normal(0, 0.003, 10)
+    other = 0.86 + seed_effect + rng.normal(0, 0.003, 10)
+    seeds = list(range(10))
+    vs, vv = seeds, other
+    if drop_variant_seed is not None:
+        vs = [s for s in seeds if s != drop_variant_seed]
+        vv = np.delete(other, drop_variant_seed)
+    return runs_frame({"base": (seeds, base), "other": (vs, vv)}, "base"), base, other
+
+
+def test_bug2_one_missing_seed_keeps_the_comparison_paired():
+    runs, base, other = _seed_effect_study()
+    full = comparison_table(runs).iloc[0]
+    assert full["p_value"] < 1e-3 and full["verdict"] == "better"
+    runs, base, other = _seed_effect_study(drop_variant_seed=4)
+    r = comparison_table(runs).iloc[0]
+    assert r["test"] == "paired t" and r["left_out_seeds"] == "4"
+    keep = [s for s in range(10) if s != 4]
+    assert r["p_value"] == approx(st.ttest_rel(other[keep], base[keep]).pvalue)
+    assert st.ttest_ind(np.delete(other, 4), base, equal_var=False).pvalue > 0.05  # Welch
+    assert r["verdict"] == "better"
+
+
+@pytest.mark.parametrize("dz", [0.5, 1.0, 2.0, 6.0, 6.36, 8.0, 11.0])
+def test_bug3_seeds_for_power_reach_the_power(dz):
+    n = int(stats.seeds_needed(dz, paired=True))
+    assert simulated_power(n, dz) >= 0.8 - 0.003  # Monte-Carlo error ~0.0007
+    assert n == 2 or simulated_power(n - 1, dz) < 0.8
+    assert stats.power(n, dz, True) == pytest.approx(simulated_power(n, dz), abs=0.004)
+    if dz in (6.0, 6.36):  # the old solver returned its bracket bound, 2
+        assert simulated_power(2, dz) < 0.53 and n == 3
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (np.full(5, 86 / 90), np.full(5, 86 / 90)),  # variance 1.5e-32, not 0
+    (np.full(5, 0.90), np.full(5, 0.95)),  # a shift with no noise at all
+])
+@pytest.mark.parametrize("paired", [True, False])
+def test_bug4_zero_seed_variance_is_flagged_not_a_winner(a, b, paired):
+    r = stats.compare(a, b, paired)
+    assert r["replicates"] == 0 and math.isnan(r["p_value"]) and math.isnan(r["effect_size"])
+    runs = runs_frame({"a": (list(range(5)), a), "b": (list(range(5)), b)}, "a")
+    v = comparison_table(runs).iloc[0]["verdict"]
+    assert v.startswith("not replicates")
+
+
+def test_bug5_one_seed_has_no_interval_anywhere():
+    d = stats.describe([0.9])
+    assert d["n"] == 1 and math.isnan(d["ci95_low"]) and math.isnan(d["std"])
+    agg = stats.aggregate([0.9], "test_accuracy")
+    assert math.isnan(agg["ci95_low_test_accuracy"]) and agg["n_seeds"] == 1
+    for k in ("mean", "std", "ci95_low", "ci95_high", "median", "iqm"):  # the two agree
+        assert agg[f"{k}_test_accuracy"] == pytest.approx(d[k], nan_ok=True)
+    many = [0.9, 0.92, 0.95]
+    for k in ("mean", "ci95_low", "ci95_high"):
+        assert stats.aggregate(many, "test_accuracy")[f"{k}_test_accuracy"] == \
+            stats.describe(many, (0, 1))[k]
+
+
+def test_bug6_diverged_seeds_count_as_the_study_declares():
+    """4 of 10 seeds diverge; the 6 survivors happen to be good. Dropping the 4 calls a
+    winner; counting them at chance (1/10) does not."""
+    base = np.array([0.90, 0.91, 0.89, 0.92, 0.90, 0.91, 0.90, 0.89, 0.91, 0.92])
+    other = np.array([0.93, 0.92, 0.91, 0.93, 0.92, 0.94, np.nan, np.nan, np.nan, np.nan])
+    runs = runs_frame({"base": (list(range(10)), base), "other": (list(range(10)), other)},
+                      "base", outcomes={"other": ["ok"] * 6 + ["diverged"] * 4})
+    excluded = comparison_table(runs, missing_as="exclude").iloc[0]
+    assert excluded["verdict"] == "better"  # survivorship: what the old report said
+    counted = comparison_table(runs, missing_as="chance").iloc[0]
+    assert counted["verdict"] in ("worse", "inconclusive")
+    vals = seed_values(runs, missing_as="chance")
+    imputed = vals[vals["imputed"]]
+    assert len(imputed) == 4 and (imputed["value"] == 0.1).all()
+    vt = variant_table(runs, missing_as="worst").set_index("variant")
+    assert vt.loc["other", "imputed"] == 4 and vt.loc["other", "min"] == 0.0
+    assert vt.loc["other", "n"] == 10
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def test_intervals_of_a_bounded_metric_stay_in_range():
+    x = np.array([0.5, 0.99, 0.9])
+    lo, hi = st.t.interval(0.95, 2, loc=x.mean(), scale=x.std(ddof=1) / math.sqrt(3))
+    assert hi > 1  # the raw t interval leaves [0, 1]
+    assert stats.t_interval(x, bounds=(0, 1)) == (pytest.approx(lo), 1.0)
+
+
+def test_holm_levels_make_intervals_agree_with_holm():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        p = rng.uniform(0, 0.08, rng.integers(1, 6))
+        rejected = np.array(stats.holm(p)) < 0.05
+        levels = np.array(stats.holm_levels(p))
+        # a CI at `level` excludes 0 exactly when p < 1 - level
+        assert np.array_equal(p < 1 - levels - 1e-15, rejected)
+        assert (levels >= 0.95 - 1e-12).all()
+
+
+def test_equivalence_needs_a_declared_delta():
+    rng = np.random.default_rng(5)
+    a = 0.9 + rng.normal(0, 0.002, 10)
+    b = a + rng.normal(0, 0.001, 10)
+    runs = runs_frame({"a": (list(range(10)), a), "b": (list(range(10)), b)}, "a")
+    assert comparison_table(runs).iloc[0]["verdict"] == "inconclusive"
+    r = comparison_table(runs, delta=0.01).iloc[0]
+    assert r["verdict"] == "equivalent within ±0.01"
+    assert 2 <= r["seeds_for_80_power"] < 10
+
+
+def test_planning_uses_the_declared_delta_and_an_upper_sd_limit():
+    sd, n = 0.01, 10
+    upper = stats.sd_upper(sd, n)
+    assert upper == pytest.approx(sd * math.sqrt(9 / st.chi2.ppf(0.2, 9)))
+    assert upper > sd
+    planned = stats.plan_seeds(0.01, sd, n, paired=True)
+    assert planned == stats.seeds_needed(0.01 / upper, paired=True)
+    assert math.isnan(stats.plan_seeds(None, sd, n, paired=True))
+
+
+def test_probability_of_improvement_paired_counts_ties_half():
+    a = np.array([0.9, 0.9, 0.9, 0.9])
+    b = np.array([0.95, 0.9, 0.85, 0.95])
+    p, lo, hi = stats.prob_improvement(a, b, paired=True)
+    assert p == approx((1 + 0.5 + 0 + 1) / 4)
+    assert 0 <= lo < p < hi <= 1

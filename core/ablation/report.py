@@ -83,66 +83,139 @@ def baseline_name(runs: pd.DataFrame) -> str | None:
 
 # ----------------------------------------------------------------------------- tables
 
+MISSING_AS = ("chance", "worst", "exclude")
+
 
 def _runs(runs: pd.DataFrame | str) -> pd.DataFrame:
     """Notebook convenience: a study name loads its runs from the default tracking URI."""
     return load_runs(runs) if isinstance(runs, str) else runs
 
 
-def variant_table(runs: pd.DataFrame | str, metric: str = "test_accuracy") -> pd.DataFrame:
+def n_classes(runs: pd.DataFrame) -> int:
+    """The task's class count, from what the trials logged."""
+    if "n_classes" in runs and runs["n_classes"].notna().any():
+        return int(runs["n_classes"].max())
+    return sum(1 for c in runs.columns if c.startswith("test_recall_"))
+
+
+def seed_values(runs: pd.DataFrame | str, metric: str = "test_accuracy",
+                direction: str = "maximize", missing_as: str = "chance") -> pd.DataFrame:
+    """One value per (variant, seed) that was run, the verdict's input. A seed that diverged
+    or failed has no metric: it counts as `missing_as` says (chance: what a model at chance
+    scores; worst: the worst possible value; exclude: left out), so survivors alone never
+    decide. Interrupted (KILLED) runs were not run to the end and do not count."""
     runs = _runs(runs)
+    if missing_as not in MISSING_AS:
+        raise ValueError(f"missing_as: {missing_as!r} is not one of {', '.join(MISSING_AS)}")
+    done = runs[runs["status"].isin(["FINISHED", "FAILED"])].copy()
+    done["_rank"] = (done["status"] == "FINISHED").astype(int)
+    latest = done.sort_values(["_rank", "start_time"]).drop_duplicates(["variant", "seed"],
+                                                                      keep="last")
+    values = latest[metric] if metric in latest else pd.Series(math.nan, index=latest.index)
+    observed = values.to_numpy(float)
+    fill = stats.impute(missing_as, metric, direction, n_classes(runs), observed)
+    missing = ~np.isfinite(observed)
+    out = pd.DataFrame({"variant": latest["variant"], "seed": latest["seed"],
+                        "value": np.where(missing, fill, observed), "imputed": missing,
+                        "outcome": latest["outcome"].fillna("failed")})
+    out = out[np.isfinite(out["value"])]
+    order = {v: i for i, v in enumerate(dict.fromkeys(runs["variant"]))}
+    return out.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name ==
+                           "variant" else c).reset_index(drop=True)
+
+
+def variant_table(runs: pd.DataFrame | str, metric: str = "test_accuracy",
+                  direction: str = "maximize", missing_as: str = "chance") -> pd.DataFrame:
+    runs = _runs(runs)
+    vals = seed_values(runs, metric, direction, missing_as)
+    bounds = stats.metric_bounds(metric)
     rows = []
     for name, g in runs.groupby("variant", sort=False):
         fin = _finished(g)
-        vals = fin[metric].dropna().to_numpy() if metric in fin else np.array([])
+        v = vals[vals["variant"] == name]
         n_fin = len(fin)
         row = {"variant": name, "baseline": bool(g["baseline"].any()),
-               **stats.describe(vals),
+               **stats.describe(v["value"].to_numpy(), bounds),
+               "imputed": int(v["imputed"].sum()),
                "collapse_rate": float((fin["outcome"] == "collapsed").mean()) if n_fin
                else math.nan,
                "collapsed": int((fin["outcome"] == "collapsed").sum()),
                "diverged": int((fin["outcome"] == "diverged").sum()),
                "failed": int((g["status"] == "FAILED").sum()),
                "finished": n_fin,
+               "test_se": _test_se(fin, metric),
                "mean_epochs_run": float(fin["epochs_run"].mean()) if "epochs_run" in fin
                and n_fin else math.nan,
                "mean_train_time_s": float(fin["train_time_s"].mean()) if "train_time_s" in fin
                and n_fin else math.nan}
         rows.append(row)
-    cols = ["variant", "baseline", "n", "mean", "std", "ci95_low", "ci95_high", "boot_ci95_low",
-            "boot_ci95_high", "median", "min", "max", "collapse_rate", "collapsed", "diverged",
-            "failed", "finished", "mean_epochs_run", "mean_train_time_s"]
+    cols = ["variant", "baseline", "n", "imputed", "mean", "std", "ci95_low", "ci95_high",
+            "median", "min", "max", "iqm", "iqm_ci95_low", "iqm_ci95_high", "test_se",
+            "collapse_rate", "collapsed", "diverged", "failed", "finished", "mean_epochs_run",
+            "mean_train_time_s"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
+def _test_se(fin: pd.DataFrame, metric: str) -> float:
+    """The binomial standard error of one run's accuracy on the test set: the test set's
+    sampling noise, which seeds do not measure."""
+    if "accuracy" not in metric or "n_test" not in fin or not len(fin) or metric not in fin:
+        return math.nan
+    p = float(fin[metric].mean())
+    n = float(fin["n_test"].max())
+    return math.sqrt(p * (1 - p) / n) if n > 0 and 0 <= p <= 1 else math.nan
+
+
+def pair_up(base: pd.Series, other: pd.Series) -> tuple[bool, np.ndarray, np.ndarray, list]:
+    """Pair on the seeds both have (at least 2, and at least half of the smaller side);
+    otherwise compare unpaired. Returns (paired, base values, other values, left-out
+    seeds)."""
+    common = sorted(set(base.index) & set(other.index))
+    if len(common) >= 2 and len(common) * 2 >= min(len(base), len(other)):
+        left = sorted(set(base.index) ^ set(other.index))
+        return True, base.loc[common].to_numpy(), other.loc[common].to_numpy(), left
+    return False, base.to_numpy(), other.to_numpy(), []
+
+
 def comparison_table(runs: pd.DataFrame | str, metric: str = "test_accuracy",
-                     direction: str = "maximize", baseline: str | None = None) -> pd.DataFrame:
-    """Each variant against the baseline; paired tests when both have the same seeds.
-    p-values are Holm-adjusted across all comparisons of the study."""
+                     direction: str = "maximize", baseline: str | None = None,
+                     delta: float | None = None, missing_as: str = "chance",
+                     alpha: float = stats.ALPHA) -> pd.DataFrame:
+    """Each variant against the baseline, paired on the seeds both have. p-values and the
+    difference's CI are Holm-adjusted across all comparisons of the study (the CI excludes
+    0 exactly when the test rejects); with a declared `delta` (the smallest effect of
+    interest) TOST can say "equivalent" and seeds are planned from it."""
     runs = _runs(runs)
     baseline = baseline or baseline_name(runs)
-    fin = _finished(runs)
-    fin = fin[fin[metric].notna()] if metric in fin else fin.iloc[0:0]
-    base = fin[fin["variant"] == baseline].set_index("seed")[metric]
+    vals = seed_values(runs, metric, direction, missing_as)
+    bounds = stats.metric_bounds(metric)
+    sign = 1.0 if direction == "maximize" else -1.0
+    base = vals[vals["variant"] == baseline].set_index("seed")["value"]
     rows = []
     for name in dict.fromkeys(runs["variant"]):
         if name == baseline:
             continue
-        other = fin[fin["variant"] == name].set_index("seed")[metric]
-        paired = len(base) > 0 and set(base.index) == set(other.index)
-        if paired:
-            a, b = base.sort_index().to_numpy(), other.sort_index().to_numpy()
-        else:
-            a, b = base.to_numpy(), other.to_numpy()
-        res = stats.compare(a, b, paired)
+        other = vals[vals["variant"] == name].set_index("seed")["value"]
+        paired, a, b, left = pair_up(base, other)
+        res = stats.compare(a, b, paired, delta, bounds)
+        poi = stats.prob_improvement(sign * a, sign * b, paired)
+        res.update(prob_improvement=poi[0], prob_improvement_low=poi[1],
+                   prob_improvement_high=poi[2])
         rows.append({"variant": name, "baseline": baseline, "metric": metric,
-                     "test": ("paired t" if paired else "Welch t"), "paired": paired, **res})
+                     "test": "paired t" if paired else "Welch t",
+                     "effect_size_kind": "d_z" if paired else "hedges_g",
+                     "left_out_seeds": " ".join(map(str, left)), **res})
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["p_holm"] = stats.holm(df["p_value"].tolist())
-    df["verdict"] = [stats.verdict(d, p, int(min(nb, nv)), direction) for d, p, nb, nv in
-                     zip(df["diff"], df["p_holm"], df["n_base"], df["n_variant"], strict=True)]
+    df["p_tost_holm"] = stats.holm(df["p_tost"].tolist())
+    df["ci_level"] = stats.holm_levels(df["p_value"].tolist(), alpha)
+    ci = [stats.diff_interval(r, r["ci_level"], bounds) for r in df.to_dict("records")]
+    df["diff_ci_low"] = [lo for lo, _ in ci]
+    df["diff_ci_high"] = [hi for _, hi in ci]
+    df["verdict"] = [stats.verdict(r, r["p_holm"], r["p_tost_holm"], direction, delta, alpha)
+                     for r in df.to_dict("records")]
     return df
 
 
@@ -159,23 +232,58 @@ def _plt():
 
 
 
-def plot_per_seed(runs: pd.DataFrame, metric: str, path: Path) -> Path:
+def plot_per_seed(vals: pd.DataFrame, metric: str, path: Path) -> Path:
+    """Every seed's value per variant over a box of quartiles; imputed seeds (diverged or
+    failed, counted as `missing_as` says) as red crosses."""
     plt = _plt()
-    fin = _finished(runs)
-    names = list(dict.fromkeys(runs["variant"]))
-    data = [fin.loc[fin["variant"] == n, metric].dropna().to_numpy() if metric in fin
-            else np.array([]) for n in names]
+    names = list(dict.fromkeys(vals["variant"]))
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names) + 2), 4.5))
-    ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
+    data = [vals.loc[vals["variant"] == n] for n in names]
+    ax.boxplot([d["value"].to_numpy() if len(d) else [np.nan] for d in data], widths=0.5,
+               showfliers=False)
     rng = np.random.default_rng(0)
     for i, d in enumerate(data, start=1):
-        ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=22, alpha=0.8, zorder=3)
+        jitter = i + rng.uniform(-0.12, 0.12, len(d))
+        real = ~d["imputed"].to_numpy(bool)
+        ax.scatter(jitter[real], d["value"][real], s=22, alpha=0.8, zorder=3)
+        ax.scatter(jitter[~real], d["value"][~real], s=40, marker="x", color="red", zorder=3,
+                   label="imputed (diverged/failed)" if i == 1 or (~real).any() else None)
         if len(d):
-            ax.plot([i - 0.3, i + 0.3], [d.mean()] * 2, color="black", lw=1.5, zorder=4)
+            ax.plot([i - 0.3, i + 0.3], [d["value"].mean()] * 2, color="black", lw=1.5,
+                    zorder=4)
+    if vals["imputed"].any():
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[:1], labels[:1], fontsize=8, loc="best")
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per seed (box: quartiles, bar: mean)")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_ecdf(vals: pd.DataFrame, metric: str, path: Path, alpha: float = stats.ALPHA) -> Path:
+    """The score distribution over seeds per variant (rliable's performance profile for one
+    task): the empirical CDF with its DKW confidence band (simultaneous, 1 - alpha)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(vals["variant"]):
+        x = np.sort(vals.loc[vals["variant"] == name, "value"].to_numpy())
+        if not len(x):
+            continue
+        y = np.arange(1, len(x) + 1) / len(x)
+        eps = math.sqrt(math.log(2 / alpha) / (2 * len(x)))
+        line, = ax.step(x, y, where="post", label=f"{name} (n={len(x)})")
+        ax.fill_between(x, np.clip(y - eps, 0, 1), np.clip(y + eps, 0, 1), step="post",
+                        alpha=0.15, color=line.get_color())
+    ax.set_xlabel(metric)
+    ax.set_ylabel("fraction of seeds <= x")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{metric}: distribution over seeds ({1 - alpha:.0%} DKW band)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -290,39 +398,76 @@ def expected_trials(ab) -> list:
         return []
 
 
+def _ci(lo, hi, digits: int = 4) -> str:
+    return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+COVERAGE_NOTE = (
+    "What the intervals cover: training noise over seeds (initialisation, data order, "
+    "augmentation, dropout) with the data split fixed. The test set's own sampling noise is "
+    "not in them: its binomial standard error per run is the column 'test-set SE'. Set "
+    "`data.vary_split_with_seed: true` to put the split's noise in them too.")
+
+
 def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
-                     ct: pd.DataFrame, missing: list[str], plots: list[str]) -> str:
+                     ct: pd.DataFrame, missing: list[str], plots: list[str],
+                     delta: float | None = None, missing_as: str = "chance",
+                     question: str = "") -> str:
     lines = [f"# {study}: {metric} ({direction})", ""]
+    if question:
+        lines += ["> " + line for line in question.splitlines()] + [""]
     lines += ["## Per variant", "",
-              "| variant | n | mean ± std | 95% CI (t) | 95% CI (bootstrap) | median | range | "
-              "collapse rate | diverged | failed | epochs | train s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| variant | n | imputed | mean ± std | 95% CI (t) | median | IQM [95% CI] | range |"
+              " test-set SE | collapse rate | diverged | failed | epochs | train s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in vt.itertuples():
         name = r.variant + (" (baseline)" if r.baseline else "")
         lines.append(
-            f"| {name} | {r.n} | {_fmt(r.mean)} ± {_fmt(r.std)} | "
-            f"[{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}] | "
-            f"[{_fmt(r.boot_ci95_low)}, {_fmt(r.boot_ci95_high)}] | {_fmt(r.median)} | "
-            f"{_fmt(r.min)} – {_fmt(r.max)} | {_fmt(r.collapse_rate, 2)} | {r.diverged} | "
-            f"{r.failed} | {_fmt(r.mean_epochs_run, 1)} | {_fmt(r.mean_train_time_s, 1)} |")
+            f"| {name} | {r.n} | {r.imputed} | {_fmt(r.mean)} ± {_fmt(r.std)} | "
+            f"{_ci(r.ci95_low, r.ci95_high)} | {_fmt(r.median)} | {_fmt(r.iqm)} "
+            f"{_ci(r.iqm_ci95_low, r.iqm_ci95_high)} | {_fmt(r.min)} – {_fmt(r.max)} | "
+            f"{_fmt(r.test_se)} | {_fmt(r.collapse_rate, 2)} | {r.diverged} | {r.failed} | "
+            f"{_fmt(r.mean_epochs_run, 1)} | {_fmt(r.mean_train_time_s, 1)} |")
     if len(ct):
         lines += ["", f"## Against the baseline ({ct['baseline'].iloc[0]})", "",
-                  "| variant | difference (95% CI) | test | p | p (Holm) | Wilcoxon p | "
-                  "Hedges' g | seeds for 80% power | verdict |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| variant | difference [Holm-adjusted CI] | CI level | unadjusted 95% CI | "
+                  "test (pairs) | p (Holm) | Wilcoxon p | effect size | P(improvement) "
+                  "[95% CI] | seeds for 80% power at ±delta | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in ct.itertuples():
+            pairs = f"{r.test} ({min(r.n_base, r.n_variant)})" + (
+                f", left out seeds {r.left_out_seeds}" if r.left_out_seeds else "")
             lines.append(
-                f"| {r.variant} | {_fmt(r.diff)} [{_fmt(r.diff_ci95_low)}, "
-                f"{_fmt(r.diff_ci95_high)}] | {r.test} | {_fmt(r.p_value)} | {_fmt(r.p_holm)} | "
-                f"{_fmt(r.p_wilcoxon)} | {_fmt(r.hedges_g, 2)} | {_fmt(r.seeds_for_80_power, 0)}"
-                f" | {r.verdict} |")
+                f"| {r.variant} | {_fmt(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)} | "
+                f"{_fmt(r.ci_level * 100, 1)}% | {_ci(r.diff_ci95_low, r.diff_ci95_high)} | "
+                f"{pairs} | {_fmt(r.p_holm)} | {_fmt(r.p_wilcoxon)} | "
+                f"{r.effect_size_kind} {_fmt(r.effect_size, 2)} | {_fmt(r.prob_improvement, 2)}"
+                f" {_ci(r.prob_improvement_low, r.prob_improvement_high, 2)} | "
+                f"{_fmt(r.seeds_for_80_power, 0) if delta else 'declare delta'} | {r.verdict} |")
     if missing:
         lines += ["", f"## Missing ({len(missing)} trial(s) without a finished run)", ""]
         lines += [f"- {m}" for m in missing[:50]]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Collapsed: predictions in one class, or accuracy not above the majority-class "
-              "rate by a one-sided binomial test (alpha 0.05). p (Holm): Holm-adjusted across "
-              "all comparisons of this study.", ""]
+    imputed = int(vt["imputed"].sum()) if len(vt) else 0
+    lines += ["", "## How to read this", "", COVERAGE_NOTE, "",
+              f"Seeds without a metric (diverged or failed) count as `missing_as: {missing_as}`"
+              f" ({imputed} imputed in this report): the verdict covers every seed that ran, "
+              "not only the survivors.", "",
+              "Verdicts: better/worse when the Holm-adjusted test rejects (the difference's CI "
+              "is Holm-adjusted to agree with it: its level is in the 'CI level' column); "
+              + (f"equivalent within ±{delta:g} when Holm-adjusted TOST shows the difference "
+                 "is inside that margin; " if delta else
+                 "with no `delta:` declared, equivalence cannot be shown; ")
+              + "otherwise inconclusive: the data did not decide, which is not 'the same'. "
+              "Seeds for 80% power are planned from the declared delta and an upper "
+              f"{stats.SD_CONFIDENCE:.0%} confidence limit of the seed SD, never from the "
+              "observed effect. The effect size is d_z (mean paired difference over its SD) "
+              "for paired comparisons, Hedges' g otherwise. P(improvement): share of seeds "
+              "where the variant beats the baseline (paired; ties count half) or "
+              "Mann-Whitney U/(n1 n2). IQM: interquartile mean, its bootstrap CI shown from "
+              f"{stats.IQM_CI_MIN_N} seeds.", "",
+              "Collapsed: nearly all examples of other classes predicted as one class, or "
+              "agreement with the labels no better than chance (Cohen's kappa <= 0).", ""]
     return "\n".join(lines)
 
 
@@ -340,9 +485,11 @@ def resolve_study(ref: str):
 
 def write_report(ref: str, metric: str | None = None, out: str | Path | None = None,
                  tracking_uri: str | None = None, console=None, quiet: bool = False,
-                 direction: str | None = None, expected: list | None = None) -> Path:
+                 direction: str | None = None, expected: list | None = None,
+                 delta: float | None = None, missing_as: str | None = None) -> Path:
     """`ref`: an ablation name or file (its study), or the name of a study in MLflow.
-    `expected`: the trials the study should have (default: the ablation file's)."""
+    `expected`: the trials the study should have (default: the ablation file's). `delta` and
+    `missing_as` default to the ablation's."""
     from core.paths import REPORTS_DIR
 
     study, ab = resolve_study(ref)
@@ -350,7 +497,10 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     if ab is not None:
         metric = metric or ab.metric
         fallback = ab.direction if metric == ab.metric else fallback
+        delta = delta if delta is not None else (ab.delta if metric == ab.metric else None)
+        missing_as = missing_as or ab.missing_as
     metric = metric or "test_accuracy"
+    missing_as = missing_as or "chance"
     direction = direction or default_direction(metric, fallback)
     c = tracking.client(tracking_uri)
     runs = load_runs(study, c=c)
@@ -364,12 +514,15 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
                           + f" (some logged: {', '.join(known[:8])})")
     out_dir = Path(out) if out else REPORTS_DIR / study
     out_dir.mkdir(parents=True, exist_ok=True)
-    vt = variant_table(runs, metric)
-    ct = comparison_table(runs, metric, direction)
+    vals = seed_values(runs, metric, direction, missing_as)
+    vt = variant_table(runs, metric, direction, missing_as)
+    ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as)
     missing = missing_trials(expected if expected is not None else expected_trials(ab), runs)
     vt.to_csv(out_dir / "summary.csv", index=False)
     ct.to_csv(out_dir / "comparisons.csv", index=False)
-    plots = [plot_per_seed(runs, metric, out_dir / "per_seed.png").name]
+    vals.to_csv(out_dir / "seeds.csv", index=False)
+    plots = [plot_per_seed(vals, metric, out_dir / "per_seed.png").name,
+             plot_ecdf(vals, metric, out_dir / "score_distribution.png").name]
     hist = histories(runs, c)
     if len(hist):
         plots.append(plot_learning_curves(hist, out_dir / "learning_curves.png").name)
@@ -377,11 +530,39 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     if cm:
         plots.append(cm.name)
     (out_dir / "summary.md").write_text(
-        summary_markdown(study, metric, direction, vt, ct, missing, plots))
+        summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
+                         ab.question if ab is not None else ""))
+    _log_parents(c, runs, vt, ct, metric)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:
         _print(console, study, metric, vt, ct, missing, out_dir, quiet)
     return out_dir
+
+
+def _log_parents(c, runs: pd.DataFrame, vt: pd.DataFrame, ct: pd.DataFrame,
+                 metric: str) -> None:
+    """The variant parent runs carry the report's numbers, so the MLflow UI compares
+    variants with the same statistics and verdicts."""
+    parent_of = runs.drop_duplicates("variant").set_index("variant")["parent"].to_dict()
+    comp = ct.set_index("variant").to_dict("index") if len(ct) else {}
+    for r in vt.to_dict("records"):
+        pid = parent_of.get(r["variant"])
+        if not pid:
+            continue
+        m = {f"{k}_{metric}": r[k] for k in ("mean", "std", "ci95_low", "ci95_high", "median",
+                                             "iqm", "iqm_ci95_low", "iqm_ci95_high")}
+        m.update(n_seeds=r["n"], n_imputed=r["imputed"])
+        tags = {}
+        if r["variant"] in comp:
+            x = comp[r["variant"]]
+            m.update({f"{k}_{metric}": x[k] for k in (
+                "diff", "diff_ci_low", "diff_ci_high", "p_holm", "prob_improvement",
+                "prob_improvement_low", "prob_improvement_high", "effect_size")})
+            tags = {f"ablab.verdict_{metric}": x["verdict"]}
+        tracking.log_metrics(c, pid, {k: float(v) for k, v in m.items()
+                                      if v is not None and not pd.isna(v)}, step=int(r["n"]))
+        if tags:
+            tracking.set_tags(c, pid, tags)
 
 
 def _log_study_run(c, study: str, out_dir: Path, metric: str) -> None:
@@ -398,22 +579,24 @@ def _print(console, study, metric, vt, ct, missing, out_dir, quiet) -> None:
 
     if len(ct):
         t = Table(title=f"{study}: {metric} vs baseline {ct['baseline'].iloc[0]}")
-        for col in ("variant", "diff (95% CI)", "p (Holm)", "g", "seeds@80%", "verdict"):
+        for col in ("variant", "diff [Holm CI]", "p (Holm)", "effect", "P(improve)",
+                    "seeds@80%", "verdict"):
             t.add_column(col)
         for r in ct.itertuples():
-            t.add_row(r.variant, f"{_fmt(r.diff)} [{_fmt(r.diff_ci95_low)}, "
-                      f"{_fmt(r.diff_ci95_high)}]", _fmt(r.p_holm), _fmt(r.hedges_g, 2),
-                      _fmt(r.seeds_for_80_power, 0), r.verdict)
+            t.add_row(r.variant, f"{_fmt(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)}",
+                      _fmt(r.p_holm), f"{r.effect_size_kind} {_fmt(r.effect_size, 2)}",
+                      _fmt(r.prob_improvement, 2), _fmt(r.seeds_for_80_power, 0), r.verdict)
         console.print(t)
     if not quiet:
         t = Table(title=f"{study}: {metric} per variant")
-        for col in ("variant", "n", "mean ± std", "95% CI", "collapse", "diverged", "failed"):
+        for col in ("variant", "n", "imputed", "mean ± std", "95% CI", "IQM", "collapse",
+                    "diverged", "failed"):
             t.add_column(col)
         for r in vt.itertuples():
             t.add_row(r.variant + (" (baseline)" if r.baseline else ""), str(r.n),
-                      f"{_fmt(r.mean)} ± {_fmt(r.std)}",
-                      f"[{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}]",
-                      _fmt(r.collapse_rate, 2), str(r.diverged), str(r.failed))
+                      str(r.imputed), f"{_fmt(r.mean)} ± {_fmt(r.std)}",
+                      _ci(r.ci95_low, r.ci95_high), _fmt(r.iqm), _fmt(r.collapse_rate, 2),
+                      str(r.diverged), str(r.failed))
         console.print(t)
     if missing:
         console.print(f"[yellow]{len(missing)} trial(s) have no finished run yet:[/] "

@@ -10,6 +10,8 @@ An ablation file (ablations/NAME.yaml):
     metric: test_accuracy
     direction: maximize
     baseline: augment=none        # the reference variant (default: the base config)
+    delta: 0.01                   # smallest difference of interest: equivalence, seed planning
+    missing_as: chance            # a diverged/failed seed counts as chance | worst | exclude
     smoke: {train.epochs: 1}      # applied by --smoke: a quick end-to-end check
 """
 
@@ -19,9 +21,9 @@ import difflib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.paths import ABLATIONS_DIR
@@ -36,6 +38,11 @@ class Ablation(StudySpec):
     grid: dict[str, list[Any]] | None = None
     seeds: int | list[int] = 5
     baseline: str | None = None
+    # The smallest difference of interest, in the metric's units: with it the report can say
+    # "equivalent within ±delta" (TOST) and plans seeds for 80% power to detect it.
+    delta: float | None = Field(None, gt=0)
+    # How a seed without a metric (diverged, failed) counts in the verdict.
+    missing_as: Literal["chance", "worst", "exclude"] = "chance"
 
     @field_validator("seeds")
     @classmethod

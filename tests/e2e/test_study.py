@@ -126,15 +126,30 @@ def test_report_after_a_study(one_worker, tmp_path):
     proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
                    env=s["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for f in ("summary.md", "summary.csv", "comparisons.csv", "per_seed.png",
-              "learning_curves.png", "confusion_matrices.png"):
+    for f in ("summary.md", "summary.csv", "comparisons.csv", "seeds.csv", "per_seed.png",
+              "score_distribution.png", "learning_curves.png", "confusion_matrices.png"):
         assert (out / f).exists(), f
     for png in out.glob("*.png"):
         with Image.open(png) as im:
             assert im.size[0] > 300 and im.size[1] > 200
     md = (out / "summary.md").read_text()
     assert "augment=moderate" in md and "Holm" in md
+    for column in ("P(improvement)", "IQM", "verdict", "Holm-adjusted CI", "test-set SE",
+                   "What the intervals cover"):
+        assert column in md, column
+    import pandas as pd
+
+    ct = pd.read_csv(out / "comparisons.csv").set_index("variant")
+    vt = pd.read_csv(out / "summary.csv").set_index("variant")
     c = MlflowClient(s["uri"])
+    for p in parents(s["uri"]):  # the parent runs carry the report's numbers
+        name, m = p.data.tags["ablab.variant"], p.data.metrics
+        assert m["iqm_test_accuracy"] == pytest.approx(vt.loc[name, "iqm"])
+        assert m["n_seeds"] == vt.loc[name, "n"] == 3
+        if name in ct.index:
+            assert m["prob_improvement_test_accuracy"] == pytest.approx(
+                ct.loc[name, "prob_improvement"])
+            assert p.data.tags["ablab.verdict_test_accuracy"] == ct.loc[name, "verdict"]
     exp = c.get_experiment_by_name(STUDY)
     study_run = c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'study'")[0]
     logged = {a.path for a in c.list_artifacts(study_run.info.run_id, "report_test_accuracy")}
@@ -256,7 +271,10 @@ def test_failures_collapse_and_missing_cells(tmp_path):
     assert "5 trial(s) have no finished run" in " ".join(proc.stdout.split())
     summary = pd.read_csv(out / "summary.csv").set_index("variant")
     assert summary.loc["lr=1e-09", "collapse_rate"] > 0
-    assert summary.loc["depth=5", "failed"] == 2 and summary.loc["depth=5", "n"] == 0
+    assert summary.loc["depth=5", "failed"] == 2
+    # the failed seeds still count in the verdict, at chance (missing_as: chance): 1/10
+    assert summary.loc["depth=5", "n"] == 2 and summary.loc["depth=5", "imputed"] == 2
+    assert summary.loc["depth=5", "mean"] == pytest.approx(0.1)
     md = (out / "summary.md").read_text()
     assert "Missing" in md and "depth=5 seed=2" in md
 
