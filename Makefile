@@ -15,7 +15,7 @@ TRIALS  ?=
 ARGS    ?=
 JOBS    ?= 2  # pytest-xdist processes (CI has 2 cores)
 
-.PHONY: setup test test-fast lint format ablation report search train axes ui dashboard clean help
+.PHONY: setup test test-fast lint format ablation report search train axes ui dashboard server clean help
 
 help:
 	@echo "make ablation NAME=<ablation> [SEEDS=N] [WORKERS=K]   run a study (ablations/)"
@@ -23,6 +23,7 @@ help:
 	@echo "make search NAME=<search> [TRIALS=N] [WORKERS=K]    Optuna search (searches/)"
 	@echo "make train NAME=<experiment>                        one seeded trial (experiments/)"
 	@echo "make ui | dashboard                                 MLflow UI | optuna-dashboard"
+	@echo "make server [ARGS='--data DIR --port P']            PostgreSQL + MLflow server for workers"
 	@echo "make test | lint | setup | clean"
 
 $(STAMP): pyproject.toml
@@ -72,6 +73,9 @@ ui: $(STAMP)
 
 dashboard: $(STAMP)
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port 8080 $${ABLAB_STORAGE:-$(CURDIR)/mlruns/optuna.journal}
+
+server: $(STAMP)
+	$(BIN)/ablab server $(ARGS)
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache

@@ -56,6 +56,7 @@ def train(
     from core.trial import Trial, source_name
 
     exp = load_experiment(experiment, set_)
+    tracking.check_reachable(tracking_uri)
     src = pretrain.source(source_name(exp.model.weights)) \
         if source_name(exp.model.weights) else None
     trial = Trial.new(exp, seed, exp.name, source_hash=src.hash if src else None)
@@ -211,22 +212,74 @@ def worker(
     tracking_uri: UriOpt = None,
     wait: Annotated[bool, typer.Option(help="keep polling while other workers still run "
                     "trials (retries may appear)")] = False,
+    gpus: Annotated[str | None, typer.Option(help="GPU ids to run on, e.g. 0,1: one worker "
+                    "process per GPU (x --per-gpu), each capped to its share of memory")]
+    = None,
+    per_gpu: PerGpuOpt = 1,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: one per "
+                       "slot; on a CPU-only machine 1)")] = None,
 ) -> None:
-    """Serve one study's queue: claim trials, run them, log to MLflow (any machine, any
-    directory: configs travel in the queue)."""
-    from core.ablation.study import AblationHandler
+    """Serve one study's queue: claim trials, run them, log to MLflow, from any machine and
+    any folder (configs travel in the queue, artifacts go through the tracking server).
+
+    Example: ablab worker head --storage postgresql://... --tracking-uri http://host:5000
+    --wait --gpus 0,1 --per-gpu 2"""
+    from core import tracking
     from core.paths import default_storage
-    from core.search.strategy import SearchHandler
-    from core.study.worker import resolve_study, serve
+    from core.study.queue import check_storage
+    from core.study.worker import resolve_study
 
     storage = storage or default_storage()
+    check_storage(storage)
+    tracking.check_reachable(tracking_uri)
     name = resolve_study(storage, study, timeout_s=60.0)
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     try:
-        n = serve(name, storage, tracking_uri,
-                  {"ablation": AblationHandler, "search": SearchHandler}, wait=wait)
+        if gpu_list or per_gpu > 1 or (workers or 1) > 1:
+            from core.study.worker import serve_pool
+
+            n = serve_pool(name, storage, tracking_uri, wait, gpu_list, per_gpu, workers,
+                           console)
+        else:
+            n = _serve(name, storage, tracking_uri, wait)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(f"worker done: ran {n} trial(s)")
+
+
+def _serve(name: str, storage: str, tracking_uri: str | None, wait: bool) -> int:
+    from core.ablation.study import AblationHandler
+    from core.search.strategy import SearchHandler
+    from core.study.worker import serve
+
+    return serve(name, storage, tracking_uri,
+                 {"ablation": AblationHandler, "search": SearchHandler}, wait=wait)
+
+
+@app.command()
+def server(
+    data: Annotated[str | None, typer.Option(help="folder for the PostgreSQL cluster, the "
+                    "artifacts and the logs (default: mlruns/server); reused on a second start")]
+    = None,
+    port: Annotated[int, typer.Option(help="MLflow tracking server port")] = 5000,
+    pg_port: Annotated[int, typer.Option(help="port of the local PostgreSQL cluster")] = 5433,
+    postgres: Annotated[str | None, typer.Option(help="use an existing PostgreSQL server "
+                        "instead of a local cluster: postgresql://USER:PASSWORD@HOST:PORT")]
+    = None,
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 lets other "
+                    "machines in (a trusted network only)")] = "127.0.0.1",
+) -> None:
+    """PostgreSQL + an MLflow tracking server serving artifacts: what workers on many
+    machines share. Prints the --tracking-uri and --storage they need; Ctrl-C stops it.
+
+    Example: ablab server --data /srv/ablab --port 5000"""
+    from pathlib import Path
+
+    from core.paths import MLRUNS_DIR
+    from core.server import serve
+
+    serve(Path(data) if data else MLRUNS_DIR / "server", port, pg_port, postgres, host,
+          console)
 
 
 @app.command()

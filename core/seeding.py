@@ -41,10 +41,17 @@ def device_name() -> str:
     return details.get("device_name", gpus[0].name)
 
 
-def configure_gpus() -> None:
-    """Let several workers share one GPU: allocate memory as needed, not all up front."""
+def configure_gpus(memory_mb: int | None = None) -> None:
+    """Let several workers share one GPU. With a cap (`ABLAB_GPU_MEMORY_MB`, set per slot),
+    the process sees a logical GPU of that size: TensorFlow never returns GPU memory inside a
+    process, so without a cap one worker's peak would starve the others. Without one, memory
+    is allocated as needed, not all up front."""
     import tensorflow as tf
 
     for gpu in tf.config.list_physical_devices("GPU"):
         with contextlib.suppress(RuntimeError):  # already initialised
-            tf.config.experimental.set_memory_growth(gpu, True)
+            if memory_mb:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=memory_mb)])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)

@@ -7,31 +7,90 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# A tracking server that went away mid-study: a few quick retries, not MLflow's minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
+from core.errors import ConfigError  # noqa: E402
 from core.paths import default_tracking_uri  # noqa: E402
 
 MAX_PARAMS_PER_CALL = 100
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
+SQLITE_TIMEOUT_S = 60  # several workers write one sqlite file: wait for the lock, never fail
+_READY: set[str] = set()  # sqlite stores this process has seen initialised
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def client(uri: str | None = None):
+    """An MlflowClient. A sqlite store gets a long lock timeout, write-ahead logging, and is
+    created under a file lock, so several processes may start on a fresh store at once (MLflow
+    creates its tables on first use, and two creators collide)."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri or default_tracking_uri())
+    uri = uri or default_tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None:
+        if "timeout=" not in uri:
+            uri += ("&" if "?" in uri else "?") + f"timeout={SQLITE_TIMEOUT_S}"
+        if uri not in _READY:
+            _init_sqlite(uri, db)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _init_sqlite(uri: str, db: Path) -> None:
+    import fcntl
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.parent / f".{db.name}.lock", "a")  # noqa: SIM115 (held while creating)
+    except OSError as err:
+        raise ConfigError(f"MLflow store {db}: cannot be written ({err.strerror}); choose "
+                          "another --tracking-uri or ABLAB_MLRUNS") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates the schema
+        with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as con:
+            con.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    _READY.add(uri)
+
+
+def check_reachable(uri: str | None = None, timeout_s: float = 5.0) -> str:
+    """Fail fast, with one message naming the URI, when the tracking store cannot be used: a
+    server that does not answer its health check, a sqlite file that cannot be written."""
+    uri = uri or default_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            r = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+            r.raise_for_status()
+        except requests.RequestException as err:
+            reason = type(err).__name__ if not str(err) else str(err).split("(")[0].strip()
+            raise ConfigError(f"MLflow tracking server {uri} is not reachable ({reason}); "
+                              "start it (`ablab server`) or fix --tracking-uri / "
+                              "MLFLOW_TRACKING_URI") from None
+    elif sqlite_path(uri) is not None:
+        client(uri)
+    return uri
 
 
 def _artifact_root(uri: str) -> str | None:
     """Local sqlite stores keep artifacts beside the database (mlruns/artifacts/...)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    db = Path(uri.removeprefix("sqlite:///"))
-    return str(db.parent / "artifacts")
+    db = sqlite_path(uri)
+    return str(db.parent / "artifacts") if db is not None else None
 
 
 def slug(text: str) -> str:

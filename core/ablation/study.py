@@ -177,6 +177,8 @@ class AblationHandler:
             self.queue.finish(job, done.tags.get("ablab.outcome", "ok"),
                               done.metrics.get(self.metric), done.run_id)
             return "skipped"
+        record.close_lost_attempts(self.c, exp_id, {"ablab.trial_hash": trial.hash},
+                                   job.number)
         with claimed(self.queue, job):
             res = run_trial(trial, c=self.c, cache=self.cache)
         self.queue.finish(job, res.outcome, res.metrics.get(self.metric), res.run_id)

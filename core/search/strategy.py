@@ -202,6 +202,8 @@ class SearchHandler:
             self.queue.storage.set_trial_user_attr(job.trial_id, "outcome", "ok")
             self._tell(trial, state=state, values=value)
             return "skipped"
+        record.close_lost_attempts(self.c, tracking.get_or_create_experiment(
+            self.c, self.s.name), {"ablab.ticket": job.attrs["key"]}, job.number)
         with claimed(self.queue, job):
             try:
                 value = self.objective(trial, job)

@@ -30,7 +30,7 @@ from core.study import record
 from core.study.options import RunOptions
 from core.study.pool import Pool
 from core.study.progress import Display
-from core.study.queue import MAX_ATTEMPTS, Queue, lost, study_name
+from core.study.queue import MAX_ATTEMPTS, Queue, check_storage, lost, study_name
 from core.study.slots import device_slots
 
 POLL_S = 1.0
@@ -99,6 +99,8 @@ class Study(ABC):
 
     def run(self) -> Plan:
         """Returns the plan; raises KeyboardInterrupt after a clean stop."""
+        tracking.check_reachable(self.tracking_uri)
+        check_storage(self.storage)
         queue = Queue(self.storage, self.queue_name, self.spec.direction)
         pool = self._pool()
         queue.set_enqueuing(True)

@@ -29,8 +29,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # fail_stale_trials and the retry callback are marked experimental since Optuna 2.8/2.9.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-HEARTBEAT_S = 10
-GRACE_S = 40
+# On RDB storage a worker beats every HEARTBEAT_S; one silent for GRACE_S is taken for dead
+# (noticed within HEARTBEAT_S + GRACE_S) and its trial retried, at most MAX_ATTEMPTS times in
+# all. ABLAB_HEARTBEAT_S / ABLAB_GRACE_S set them (every process of a study needs the same).
+HEARTBEAT_S = int(os.environ.get("ABLAB_HEARTBEAT_S", 10))
+GRACE_S = int(os.environ.get("ABLAB_GRACE_S", 40))
 MAX_ATTEMPTS = 3
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
@@ -39,6 +42,44 @@ META = "ablab.meta"
 
 def is_url(storage: str) -> bool:
     return "://" in storage
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def check_storage(storage: str, timeout_s: int = 5) -> None:
+    """Fail fast, with one message naming the storage, when it cannot be opened or written:
+    a database that does not answer, a journal file in a folder that cannot be written."""
+    from pathlib import Path
+
+    from core.errors import ConfigError
+
+    if is_url(storage):
+        import sqlalchemy
+
+        args = {"connect_timeout": timeout_s} if storage.startswith("postgresql") else {}
+        try:
+            engine = sqlalchemy.create_engine(storage, connect_args=args)
+            with engine.connect() as con:
+                con.exec_driver_sql("SELECT 1")
+            engine.dispose()
+        except Exception as err:  # noqa: BLE001 - any failure to connect means the same
+            reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+            raise ConfigError(f"Optuna storage {redact(storage)} cannot be opened ({reason}); "
+                              "fix --storage / ABLAB_STORAGE") from None
+        return
+    path = Path(storage)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"Optuna storage {path} cannot be written ({err.strerror}); fix "
+                          "--storage / ABLAB_STORAGE") from None
 
 
 def open_storage(storage: str):

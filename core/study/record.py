@@ -65,6 +65,24 @@ def kill_stale_runs(c, experiment_id: str, running: set[int]) -> int:
     return n
 
 
+def close_lost_attempts(c, experiment_id: str, key: dict[str, str], number: int) -> int:
+    """Before a retried trial starts: runs of its earlier attempts still RUNNING (their
+    worker died; on RDB storage Optuna's heartbeat noticed it, and no coordinator may be
+    there to clean up) end KILLED, tagged with why."""
+    f = " and ".join(["attributes.status = 'RUNNING'",
+                      *(f"tags.`{k}` = '{quote(str(v))}'" for k, v in key.items())])
+    n = 0
+    for r in tracking.search(c, experiment_id, f):
+        if r.data.tags.get(NUMBER) == str(number):
+            continue
+        tracking.set_tags(c, r.info.run_id, {
+            "ablab.outcome": "killed", "ablab.end_reason": "its worker stopped (no heartbeat "
+            f"or process gone); retried as queue trial {number}"})
+        c.set_terminated(r.info.run_id, "KILLED")
+        n += 1
+    return n
+
+
 def role_run(c, experiment_id: str, role: str, key: dict[str, str], run_name: str,
              tags: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> str:
     """The run with this role and these key tags, created (FINISHED, with `tags` and

@@ -7,6 +7,7 @@ ablations and searches alike: what a trial means is the strategy's handler, chos
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -34,7 +35,20 @@ def start_tensorflow() -> None:
     import tensorflow  # noqa: F401  (imported once, up front)
 
     silence_tf_python_logs()
-    configure_gpus()
+    cap = os.environ.get("ABLAB_GPU_MEMORY_MB")
+    configure_gpus(int(cap) if cap and cap.isdigit() else None)
+
+
+RECYCLE_GROWTH_MB = int(os.environ.get("ABLAB_RECYCLE_GROWTH_MB", 2048))
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def resolve_study(storage_uri: str, name: str, timeout_s: float = 0.0) -> str:
@@ -68,6 +82,7 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
     handler: Handler | None = None
     ran = 0
     who = worker_id()
+    baseline = None
     while True:
         queue.fail_stale()
         job = queue.claim(who)
@@ -84,12 +99,20 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
             handler = handlers[meta["kind"]](queue, c, meta)
         handler.run(job)
         ran += 1
+        # A process whose memory keeps growing (Keras and TensorFlow do not give everything
+        # back between models) is replaced by a fresh one between trials: exit cleanly, the
+        # pool starts another while work is waiting.
+        baseline = baseline or rss_mb()
+        if rss_mb() - baseline > RECYCLE_GROWTH_MB:
+            print(f"worker {who}: memory grew from {baseline:.0f} to {rss_mb():.0f} MB over "
+                  f"{ran} trials; recycling the process", flush=True)
+            return ran
 
 
 def job_tags(job: Job, study: str) -> dict[str, str]:
-    """Run tags that tie an MLflow run to its queue trial and worker."""
+    """Run tags that tie an MLflow run to its queue trial, worker and device slot."""
     return {"optuna.trial_number": str(job.number), "ablab.worker": worker_id(),
-            "ablab.study": study}
+            "ablab.study": study, "ablab.slot": os.environ.get("ABLAB_SLOT", "cpu")}
 
 
 @contextlib.contextmanager
@@ -107,3 +130,42 @@ def claimed(queue: Queue, job: Job):
             with shielded():
                 queue.finish(job, "killed", None, None)
             raise
+
+
+def serve_pool(queue_name: str, storage_uri: str, tracking_uri: str | None, wait: bool,
+               gpus: list[str] | None, per_gpu: int, workers: int | None, console) -> int:
+    """`ablab worker` on a machine with several device slots: one worker process per slot,
+    restarted while the queue has work (after a crash or a memory recycle), stopped together
+    on Ctrl-C. Returns how many times a worker process was started."""
+    import sys
+
+    from core.paths import MLRUNS_DIR
+    from core.study.pool import Pool
+    from core.study.slots import device_slots
+    from core.tracking import slug
+
+    cmd = [sys.executable, "-m", "core.cli", "worker", queue_name, "--storage", storage_uri,
+           *(["--tracking-uri", tracking_uri] if tracking_uri else []),
+           *(["--wait"] if wait else [])]
+    pool = Pool(cmd, device_slots(workers, per_gpu, gpus),
+                MLRUNS_DIR / "logs" / slug(f"worker-{queue_name}"))
+    queue = Queue(storage_uri, queue_name, create=False)
+    console.print(f"{len(pool.slots)} worker process(es) on slots "
+                  f"{', '.join(s['ABLAB_SLOT'] for s in pool.slots)}; logs in {pool.log_dir}")
+    try:
+        pool.fill()
+        while True:
+            for w in pool.reap():
+                if w.proc.returncode != 0:
+                    console.print(f"[yellow]worker on {w.env['ABLAB_SLOT']} exited with "
+                                  f"{w.proc.returncode}; see {w.log}[/]")
+            if pool.crash_looping():
+                raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")
+            if queue.trials(LIVE_STATES if wait else (optuna.trial.TrialState.WAITING,)):
+                pool.fill()
+            elif not pool.procs:
+                return pool.started
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pool.interrupt()
+        raise
