@@ -68,8 +68,7 @@ search: $(STAMP)
 	$(BIN)/ablab search $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
 ui: $(STAMP)
-	@mkdir -p mlruns
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}
+	$(BIN)/ablab ui $(ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port 8080 $${ABLAB_STORAGE:-$(CURDIR)/mlruns/optuna.journal}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import sys
 from typing import Annotated
 
@@ -16,9 +17,17 @@ from core.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ablab: seeded, repeated ablation studies of image classifiers, "
-                       "tracked in MLflow.")
+                       "tracked in MLflow.\n\nExample: ablab run bn_trainable, then ablab "
+                       "report bn_trainable and ablab ui.")
 console = Console()
 err_console = Console(stderr=True)
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _options_for_all(debug: Annotated[bool, typer.Option(
+        "--debug", help="show the traceback of an error instead of one line")] = False) -> None:
+    DEBUG["on"] = debug
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key=value "
                    "(dotted path or axis alias), e.g. --set train.lr=3e-4")]
@@ -30,7 +39,9 @@ StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storag
 
 @app.command()
 def axes() -> None:
-    """List every axis an ablation or search can vary."""
+    """List every axis an ablation or search can vary.
+
+    Example: ablab axes"""
     from core.axes import describe, describe_seed, registered
 
     table = Table(title="ablab axes", show_lines=False)
@@ -49,7 +60,9 @@ def train(
     set_: SetOpt = None,
     tracking_uri: UriOpt = None,
 ) -> None:
-    """Train one seeded trial and log it to MLflow."""
+    """Train one seeded trial and log it to MLflow.
+
+    Example: ablab train digits_cnn --seed 3 --set train.lr=3e-4"""
     from core import pretrain, tracking
     from core.config import load_experiment
     from core.runner import run_trial
@@ -84,7 +97,9 @@ def pretrain(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Train a source task once and log its backbone as an MLflow model (ablab.role=pretrain);
-    experiments use it with `model.weights: pretrain:<experiment>`."""
+    experiments use it with `model.weights: pretrain:<experiment>`.
+
+    Example: ablab pretrain digits_0_4_pretrain"""
     from core import pretrain as pt
     from core import tracking
 
@@ -161,7 +176,9 @@ def run(
     report: Annotated[bool, typer.Option(help="write the report when done")] = True,
     *, opts,
 ) -> None:
-    """Run an ablation study: every variant x seed, resumable, logged to MLflow."""
+    """Run an ablation study: every variant x seed, resumable, logged to MLflow.
+
+    Example: ablab run augmentation_strength --seeds 5 --workers 2"""
     from core.ablation.spec import load_ablation
     from core.ablation.study import AblationStudy, print_summary
 
@@ -192,7 +209,9 @@ def search(
                       "(a rerun continues it)")] = None,
     *, opts,
 ) -> None:
-    """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml."""
+    """Optuna search over the axes; each trial is an MLflow run; writes <name>_best.yaml.
+
+    Example: ablab search lr_batch --trials 40"""
     from core.search.spec import load_search
     from core.search.strategy import SearchStudy
 
@@ -298,8 +317,13 @@ def report(
                           "chance | worst | exclude (default: the ablation's, else chance)")]
     = None,
     tracking_uri: UriOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the tables as JSON (for "
+                     "scripts) instead of a summary")] = False,
 ) -> None:
-    """Statistics, plots and significance for a study; also logged to MLflow."""
+    """Statistics, plots and significance for a study: reports/NAME/index.html (one file,
+    plots embedded), summary.md, csv; also logged to MLflow.
+
+    Example: ablab report augmentation_strength --metric test_macro_f1 --delta 0.01"""
     from core.ablation.report import MISSING_AS, write_report
 
     if direction not in (None, "maximize", "minimize"):
@@ -308,11 +332,79 @@ def report(
         raise ConfigError(f"--missing-as: {missing_as!r} is not one of {', '.join(MISSING_AS)}")
     if delta is not None and delta <= 0:
         raise ConfigError(f"--delta: expected a positive number, got {delta}")
+    from core.inventory import existing_client
+
+    existing_client(tracking_uri)
     try:
-        write_report(ablation, metric, out, tracking_uri, console, direction=direction,
-                     delta=delta, missing_as=missing_as)
+        rep = write_report(ablation, metric, out, tracking_uri, None if json_ else console,
+                           direction=direction, delta=delta, missing_as=missing_as)
     except LookupError as err:
         raise ConfigError(str(err)) from None
+    if json_:
+        print(json.dumps(rep.to_json(), indent=2, default=str))
+
+
+@app.command("list")
+def list_(
+    tracking_uri: UriOpt = None,
+    storage: StorageOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")] = False,
+) -> None:
+    """The studies in a store: trials done/total, failed, running, decided variants, best.
+
+    Example: ablab list --tracking-uri http://127.0.0.1:5000 --json"""
+    from core.inventory import list_studies, rows_json
+
+    rows = list_studies(tracking_uri, storage)
+    if json_:
+        print(json.dumps(rows_json(rows), indent=2))
+        return
+    t = Table(title="ablab studies")
+    for col in ("study", "kind", "trials", "failed", "running", "decided", "best"):
+        t.add_column(col)
+    for r in rows:
+        best = r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else "")
+        t.add_row(r.study, r.kind, f"{r.trials_done}/{r.trials_total}", str(r.failed),
+                  str(r.running), r.decided, best)
+    console.print(t if rows else "no studies in this store yet")
+
+
+@app.command()
+def doctor(tracking_uri: UriOpt = None, storage: StorageOpt = None) -> None:
+    """Can this machine run studies? Python, TensorFlow, Keras, MLflow and Optuna versions;
+    GPUs; the tracking store and Optuna storage reachable and writable; disk space. Exits 1
+    with what to fix.
+
+    Example: ablab doctor --tracking-uri http://127.0.0.1:5000"""
+    from core.inventory import doctor as run_checks
+
+    checks = run_checks(tracking_uri, storage)
+    t = Table(title="ablab doctor")
+    for col in ("check", "found", ""):
+        t.add_column(col)
+    for ch in checks:
+        t.add_row(ch.what, ch.found, "[green]ok[/]" if ch.ok else "[red]problem[/]")
+    console.print(t)
+    bad = [ch for ch in checks if not ch.ok]
+    for ch in bad:
+        console.print(f"[red]fix[/] {ch.what}: {ch.fix}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
+    tracking_uri: UriOpt = None,
+    study: Annotated[str | None, typer.Option(help="print this study's URL only")] = None,
+) -> None:
+    """The MLflow UI on 127.0.0.1 for the project's store (or any tracking URI), with the URL
+    of each study: its variants' parent runs sorted by their mean, trials nested under them.
+
+    Example: ablab ui --port 5001"""
+    from core.ui import serve_ui
+
+    serve_ui(tracking_uri, port, study, console)
 
 
 def _interrupt(signum, frame) -> None:
@@ -334,7 +426,14 @@ def main() -> None:
     try:
         app()
     except ConfigError as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as err:  # one clear line, the traceback only with --debug
+        if DEBUG["on"]:
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        err_console.print(f"[red]error:[/] {type(err).__name__}: {msg} (ablab --debug ... shows "
+                          "the traceback)", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

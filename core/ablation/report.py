@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +410,29 @@ COVERAGE_NOTE = (
     "`data.vary_split_with_seed: true` to put the split's noise in them too.")
 
 
+def reading_notes(delta: float | None, missing_as: str, imputed: int) -> list[str]:
+    """What the numbers mean, for the markdown and the HTML report alike."""
+    return [
+        COVERAGE_NOTE,
+        f"Seeds without a metric (diverged or failed) count as `missing_as: {missing_as}` "
+        f"({imputed} imputed in this report): the verdict covers every seed that ran, not "
+        "only the survivors.",
+        "Verdicts: better/worse when the Holm-adjusted test rejects (the difference's CI is "
+        "Holm-adjusted to agree with it: its level is in the 'CI level' column); "
+        + (f"equivalent within ±{delta:g} when Holm-adjusted TOST shows the difference is "
+           "inside that margin; " if delta else
+           "with no `delta:` declared, equivalence cannot be shown; ")
+        + "otherwise inconclusive: the data did not decide, which is not 'the same'. Seeds "
+        "for 80% power are planned from the declared delta and an upper "
+        f"{stats.SD_CONFIDENCE:.0%} confidence limit of the seed SD, never from the observed "
+        "effect. The effect size is d_z (mean paired difference over its SD) for paired "
+        "comparisons, Hedges' g otherwise. P(improvement): share of seeds where the variant "
+        "beats the baseline (paired; ties count half) or Mann-Whitney U/(n1 n2). IQM: "
+        f"interquartile mean, its bootstrap CI shown from {stats.IQM_CI_MIN_N} seeds.",
+        "Collapsed: nearly all examples of other classes predicted as one class, or agreement "
+        "with the labels no better than chance (Cohen's kappa <= 0)."]
+
+
 def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                      ct: pd.DataFrame, missing: list[str], plots: list[str],
                      delta: float | None = None, missing_as: str = "chance",
@@ -449,25 +473,9 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
         lines += [f"- {m}" for m in missing[:50]]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     imputed = int(vt["imputed"].sum()) if len(vt) else 0
-    lines += ["", "## How to read this", "", COVERAGE_NOTE, "",
-              f"Seeds without a metric (diverged or failed) count as `missing_as: {missing_as}`"
-              f" ({imputed} imputed in this report): the verdict covers every seed that ran, "
-              "not only the survivors.", "",
-              "Verdicts: better/worse when the Holm-adjusted test rejects (the difference's CI "
-              "is Holm-adjusted to agree with it: its level is in the 'CI level' column); "
-              + (f"equivalent within ±{delta:g} when Holm-adjusted TOST shows the difference "
-                 "is inside that margin; " if delta else
-                 "with no `delta:` declared, equivalence cannot be shown; ")
-              + "otherwise inconclusive: the data did not decide, which is not 'the same'. "
-              "Seeds for 80% power are planned from the declared delta and an upper "
-              f"{stats.SD_CONFIDENCE:.0%} confidence limit of the seed SD, never from the "
-              "observed effect. The effect size is d_z (mean paired difference over its SD) "
-              "for paired comparisons, Hedges' g otherwise. P(improvement): share of seeds "
-              "where the variant beats the baseline (paired; ties count half) or "
-              "Mann-Whitney U/(n1 n2). IQM: interquartile mean, its bootstrap CI shown from "
-              f"{stats.IQM_CI_MIN_N} seeds.", "",
-              "Collapsed: nearly all examples of other classes predicted as one class, or "
-              "agreement with the labels no better than chance (Cohen's kappa <= 0).", ""]
+    lines += ["", "## How to read this", ""]
+    for note in reading_notes(delta, missing_as, imputed):
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -486,7 +494,7 @@ def resolve_study(ref: str):
 def write_report(ref: str, metric: str | None = None, out: str | Path | None = None,
                  tracking_uri: str | None = None, console=None, quiet: bool = False,
                  direction: str | None = None, expected: list | None = None,
-                 delta: float | None = None, missing_as: str | None = None) -> Path:
+                 delta: float | None = None, missing_as: str | None = None) -> Report:
     """`ref`: an ablation name or file (its study), or the name of a study in MLflow.
     `expected`: the trials the study should have (default: the ablation file's). `delta` and
     `missing_as` default to the ablation's."""
@@ -529,14 +537,49 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     cm = plot_confusions(summed_confusions(runs, c), out_dir / "confusion_matrices.png")
     if cm:
         plots.append(cm.name)
+    question = ab.question if ab is not None else ""
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
-                         ab.question if ab is not None else ""))
+                         question))
+    from core.ablation import html
+
+    exp_id = c.get_experiment_by_name(study).experiment_id
+    ui = c.tracking_uri if c.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+    notes = reading_notes(delta, missing_as, int(vt["imputed"].sum()) if len(vt) else 0)
+    (out_dir / "index.html").write_text(html.render(
+        study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
+        runs, exp_id, ui, notes, delta))
     _log_parents(c, runs, vt, ct, metric)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:
         _print(console, study, metric, vt, ct, missing, out_dir, quiet)
-    return out_dir
+    return Report(study, metric, direction, delta, missing_as, out_dir, vt, ct, missing)
+
+
+@dataclass
+class Report:
+    study: str
+    metric: str
+    direction: str
+    delta: float | None
+    missing_as: str
+    folder: Path
+    variants: pd.DataFrame
+    comparisons: pd.DataFrame
+    missing: list[str]
+
+    def to_json(self) -> dict:
+        """For scripts (`ablab report --json`): plain values, NaN as null."""
+        def records(df: pd.DataFrame) -> list[dict]:
+            return [{k: (None if isinstance(v, float) and math.isnan(v) else
+                         v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+                    for r in df.to_dict("records")]
+
+        return {"study": self.study, "metric": self.metric, "direction": self.direction,
+                "delta": self.delta, "missing_as": self.missing_as,
+                "report": str(self.folder / "index.html"),
+                "variants": records(self.variants), "comparisons": records(self.comparisons),
+                "missing": self.missing}
 
 
 def _log_parents(c, runs: pd.DataFrame, vt: pd.DataFrame, ct: pd.DataFrame,
@@ -602,4 +645,4 @@ def _print(console, study, metric, vt, ct, missing, out_dir, quiet) -> None:
         console.print(f"[yellow]{len(missing)} trial(s) have no finished run yet:[/] "
                       + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
                       + " (rerun the study to fill them in)")
-    console.print(f"report: {out_dir}/summary.md (+ csv, png; also in MLflow)")
+    console.print(f"report: {out_dir}/index.html (and summary.md, csv, png; also in MLflow)")

@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, migrated_store, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +97,43 @@ def test_an_optuna_storage_that_cannot_be_written(tmp_path):
     err = _fails_fast(["run", "augmentation_strength", "--smoke", "--tracking-uri", uri,
                        "--storage", down], "postgresql://ablab:***@127.0.0.1")
     assert "secret" not in err
+
+
+def test_list_report_and_doctor_on_stores_that_are_not_there(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    _fails_fast(["list", "--json", "--tracking-uri", missing], "no MLflow store at")
+    _fails_fast(["report", "augmentation_strength", "--json", "--tracking-uri", missing],
+                "no MLflow store at")
+    assert not (tmp_path / "nowhere").exists()  # looking did not create one
+    down = f"http://127.0.0.1:{_closed_port()}"
+    _fails_fast(["list", "--json", "--tracking-uri", down], down)
+    _fails_fast(["report", "augmentation_strength", "--tracking-uri", down], down)
+    _fails_fast(["list", "--tracking-uri", migrated_store(tmp_path), "--storage",
+                 str(tmp_path / "none.journal")], "no Optuna storage at")
+
+
+def test_doctor_says_what_to_fix(tmp_path):
+    good = run_cli("doctor", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--storage",
+                   str(tmp_path / "q.journal"), env={"COLUMNS": "200"})
+    assert good.returncode == 0, good.stdout + good.stderr
+    for line in ("Python", "tensorflow", "keras", "mlflow", "optuna", "GPUs",
+                 "tracking store", "Optuna storage", "disk space"):
+        assert line in good.stdout, line
+    assert "problem" not in good.stdout
+    down = f"http://127.0.0.1:{_closed_port()}"
+    (tmp_path / "a_file").write_text("not a folder")
+    bad = run_cli("doctor", "--tracking-uri", down, "--storage",
+                  str(tmp_path / "a_file" / "q.journal"), env={"COLUMNS": "200"})
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "fix tracking store" in bad.stdout and down in bad.stdout
+    assert "fix Optuna storage" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path):
+    db = tmp_path / "broken.db"
+    db.write_bytes(b"this is not a sqlite database" * 100)
+    err = _fails_fast(["list", "--tracking-uri", f"sqlite:///{db}"], "--debug")
+    assert "DatabaseError" in err or "Error" in err
+    proc = run_cli("--debug", "list", "--tracking-uri", f"sqlite:///{db}")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

@@ -64,7 +64,7 @@ def one_worker(tmp_path_factory):
     return s, proc
 
 
-@pytest.mark.xdist_group("one_worker")  # shares its module fixture
+@pytest.mark.xdist_group(name="one_worker")  # shares its module fixture
 def test_study_runs_every_trial_once_with_parents(one_worker):
     s, proc = one_worker
     runs = assert_each_trial_finished_once(s["uri"], 9)
@@ -92,7 +92,7 @@ def test_study_runs_every_trial_once_with_parents(one_worker):
     assert "9 finished" in proc.stdout
 
 
-@pytest.mark.xdist_group("one_worker")  # shares its module fixture
+@pytest.mark.xdist_group(name="one_worker")  # shares its module fixture
 def test_rerun_of_a_finished_study_runs_nothing(one_worker):
     s, _ = one_worker
     proc = run_cli(*run_args(s), env=s["env"])
@@ -101,7 +101,7 @@ def test_rerun_of_a_finished_study_runs_nothing(one_worker):
     assert len(trial_runs(s["uri"])) == 9
 
 
-@pytest.mark.xdist_group("one_worker")  # shares its module fixture
+@pytest.mark.xdist_group(name="one_worker")  # shares its module fixture
 def test_two_workers_give_the_same_metrics_as_one(one_worker, tmp_path):
     s1, _ = one_worker
     s2 = store(tmp_path)
@@ -117,7 +117,7 @@ def test_two_workers_give_the_same_metrics_as_one(one_worker, tmp_path):
             assert one[h].data.metrics[k] == two[h].data.metrics[k], (h, k)
 
 
-@pytest.mark.xdist_group("one_worker")  # shares its module fixture
+@pytest.mark.xdist_group(name="one_worker")  # shares its module fixture
 def test_report_after_a_study(one_worker, tmp_path):
     from PIL import Image
 

@@ -1,0 +1,145 @@
+"""The report as one self-contained HTML file: plots embedded as data URIs, styles inline, no
+script and nothing fetched, so it opens from disk and can be mailed to a colleague. Built from
+the same tables as summary.md (pure: strings in, a string out)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
+       max-width: 1180px; color: #1d1d1f; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 1.8em; font-size: 1.2em; }
+.meta { color: #666; } blockquote { border-left: 3px solid #ccc; margin: 1em 0;
+  padding: .2em 1em; color: #444; white-space: pre-line; }
+table { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th { background: #f4f4f6; } td:first-child, th:first-child { text-align: left; }
+.better { background: #d9f2dc; } .worse { background: #f9d6d5; }
+.equivalent { background: #dde8f7; } .inconclusive, .not { background: #f3f0e0; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #666; font-size: 12px; } code { background: #f4f4f6; padding: 0 3px; }
+.runs td { font-family: ui-monospace, monospace; font-size: 12px; }
+"""
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "–"
+        return "inf" if math.isinf(x) else f"{x:.{digits}f}"
+    return html.escape(str(x))
+
+
+def _ci(lo, hi, digits: int = 4) -> str:
+    return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+def _table(head: list[str], rows: list[list[str]], cls: list[str] | None = None,
+           table_cls: str = "") -> str:
+    out = [f'<table class="{table_cls}"><thead><tr>'
+           + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        c = f' class="{cls[i]}"' if cls and cls[i] else ""
+        out.append(f"<tr{c}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def image(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+CAPTIONS = {
+    "per_seed.png": "Every seed's value per variant (box: quartiles, bar: mean; red crosses: "
+                    "seeds that diverged or failed, counted as missing_as says).",
+    "score_distribution.png": "Score distribution over seeds: empirical CDF per variant with "
+                              "its 95% DKW confidence band.",
+    "learning_curves.png": "Validation accuracy and loss per epoch: mean over seeds, band = ±1 "
+                           "std.",
+    "confusion_matrices.png": "Confusion matrices summed over seeds.",
+}
+
+
+def variant_rows(vt: pd.DataFrame) -> list[list[str]]:
+    return [[html.escape(r.variant) + (" <em>(baseline)</em>" if r.baseline else ""),
+             str(r.n), str(r.imputed), f"{_fmt(r.mean)} ± {_fmt(r.std)}",
+             _ci(r.ci95_low, r.ci95_high), _fmt(r.median),
+             f"{_fmt(r.iqm)} {_ci(r.iqm_ci95_low, r.iqm_ci95_high)}",
+             f"{_fmt(r.min)} – {_fmt(r.max)}", _fmt(r.test_se), _fmt(r.collapse_rate, 2),
+             str(r.diverged), str(r.failed)] for r in vt.itertuples()]
+
+
+def comparison_rows(ct: pd.DataFrame, delta: float | None) -> list[list[str]]:
+    rows = []
+    for r in ct.itertuples():
+        pairs = f"{r.test} ({min(r.n_base, r.n_variant)})" + (
+            f", left out {html.escape(r.left_out_seeds)}" if r.left_out_seeds else "")
+        rows.append([html.escape(r.variant), f"<b>{html.escape(r.verdict)}</b>",
+                     f"{_fmt(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)}",
+                     f"{_fmt(r.ci_level * 100, 1)}%", _ci(r.diff_ci95_low, r.diff_ci95_high),
+                     pairs, _fmt(r.p_holm), _fmt(r.p_wilcoxon),
+                     f"{r.effect_size_kind} {_fmt(r.effect_size, 2)}",
+                     f"{_fmt(r.prob_improvement, 2)} "
+                     f"{_ci(r.prob_improvement_low, r.prob_improvement_high, 2)}",
+                     _fmt(r.seeds_for_80_power, 0) if delta else "declare delta"])
+    return rows
+
+
+def run_links(runs: pd.DataFrame, exp_id: str, ui: str) -> str:
+    """Each variant's parent run and its trials' run ids, linked into the MLflow UI."""
+    def link(run_id: str) -> str:
+        return (f'<a href="{html.escape(ui)}/#/experiments/{exp_id}/runs/{run_id}">'
+                f"{run_id}</a>")
+
+    rows = []
+    for name, g in runs.groupby("variant", sort=False):
+        parent = g["parent"].dropna().iloc[0] if g["parent"].notna().any() else ""
+        trials = ", ".join(f"seed {s}: {link(rid)} ({html.escape(st.lower())})" for s, rid, st
+                           in zip(g["seed"], g["run_id"], g["status"], strict=True))
+        rows.append([html.escape(name), link(parent) if parent else "–", trials])
+    return _table(["variant", "parent run (aggregates)", "trial runs"], rows,
+                  table_cls="runs")
+
+
+def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFrame,
+           ct: pd.DataFrame, missing: list[str], plots: list[Path], runs: pd.DataFrame,
+           exp_id: str, ui: str, notes: list[str], delta: float | None) -> str:
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>{html.escape(study)}: ablab report</title><style>{STYLE}</style></head>"
+             f"<body><h1>{html.escape(study)}</h1><p class='meta'>{html.escape(metric)} "
+             f"({html.escape(direction)}) · {len(runs)} trial runs · MLflow experiment "
+             f"{exp_id}</p>"]
+    if question:
+        parts.append(f"<blockquote>{html.escape(question)}</blockquote>")
+    if len(ct):
+        verdict_cls = [str(v).split()[0] for v in ct["verdict"]]
+        parts.append(f"<h2>Against the baseline ({html.escape(ct['baseline'].iloc[0])})</h2>")
+        parts.append(_table(["variant", "verdict", "difference [Holm-adjusted CI]",
+                             "CI level", "unadjusted 95% CI", "test (pairs)", "p (Holm)",
+                             "Wilcoxon p", "effect size", "P(improvement) [95% CI]",
+                             "seeds for 80% power at ±delta"],
+                            comparison_rows(ct, delta), verdict_cls, "comparisons"))
+    parts.append("<h2>Per variant</h2>")
+    parts.append(_table(["variant", "n", "imputed", "mean ± std", "95% CI (t)", "median",
+                         "IQM [95% CI]", "range", "test-set SE", "collapse rate", "diverged",
+                         "failed"], variant_rows(vt), table_cls="variants"))
+    if missing:
+        parts.append(f"<h2>Missing ({len(missing)} trial(s) without a finished run)</h2><ul>"
+                     + "".join(f"<li>{html.escape(m)}</li>" for m in missing[:50]) + "</ul>")
+    parts.append("<h2>Plots</h2>")
+    parts += [image(p, CAPTIONS.get(p.name, p.stem)) for p in plots]
+    parts.append("<h2>MLflow runs</h2>")
+    parts.append(f"<p class='meta'>Links open the MLflow UI at {html.escape(ui)} "
+                 "(<code>ablab ui</code> serves it for a local store).</p>")
+    parts.append(run_links(runs, exp_id, ui))
+    parts.append("<h2>How to read this</h2>" + "".join(f"<p>{html.escape(n)}</p>"
+                                                       for n in notes))
+    parts.append("</body></html>")
+    return "\n".join(parts)

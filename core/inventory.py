@@ -1,0 +1,186 @@
+"""What a store holds and whether this machine can use it: `ablab list` (the studies in a
+tracking store and an Optuna storage) and `ablab doctor` (versions, GPUs, stores, disk)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from core import tracking
+from core.errors import ConfigError
+
+VERDICTS = ("better", "worse", "equivalent")
+
+
+def existing_client(uri: str | None):
+    """A client for a store that must already exist: a sqlite file that is not there is an
+    error (nothing has run there), not a new empty store."""
+    uri = uri or tracking.default_tracking_uri()
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise ConfigError(f"no MLflow store at {db}: nothing has run there yet (check "
+                          "--tracking-uri / MLFLOW_TRACKING_URI)")
+    tracking.check_reachable(uri)
+    return tracking.client(uri)
+
+
+@dataclass
+class StudyRow:
+    study: str
+    kind: str  # ablation | search
+    trials_done: int
+    trials_total: int
+    failed: int
+    running: int
+    decided: str  # "2/3" variants with a better/worse/equivalent verdict; searches: -
+    best: str  # the best variant (by mean) or the search's best value
+    best_value: float | None
+
+
+def _queue_totals(storage: str | None) -> dict[str, tuple[int, int]]:
+    """study name -> (work items in its queue, of them waiting or running)."""
+    if not storage:
+        return {}
+    import optuna
+
+    from core.study.queue import LIVE_STATES, Queue, check_storage, is_url, open_storage
+
+    if not is_url(storage) and not Path(storage).exists():
+        raise ConfigError(f"no Optuna storage at {storage}: nothing has been queued there "
+                          "(check --storage / ABLAB_STORAGE)")
+    check_storage(storage)
+    out = {}
+    for name in optuna.get_all_study_names(open_storage(storage)):
+        kind, _, study = name.partition(":")
+        if kind not in ("ablation", "search"):
+            continue
+        q = Queue(storage, name, create=False)
+        keys = q.by_key()
+        live = sum(1 for ts in keys.values() if any(t.state in LIVE_STATES for t in ts))
+        out[study] = (len(keys), live)
+    return out
+
+
+def list_studies(tracking_uri: str | None, storage: str | None) -> list[StudyRow]:
+    c = existing_client(tracking_uri)
+    queued = _queue_totals(storage)
+    rows = []
+    for exp in c.search_experiments():
+        runs = tracking.search(c, exp.experiment_id, "tags.`ablab.role` != ''")
+        roles: dict[str, list] = {}
+        for r in runs:
+            roles.setdefault(r.data.tags.get("ablab.role"), []).append(r)
+        if "variant" not in roles and "search" not in roles:
+            continue
+        trials = roles.get("trial", [])
+        done = sum(r.info.status == "FINISHED" for r in trials)
+        failed = sum(r.info.status == "FAILED" for r in trials)
+        running = sum(r.info.status == "RUNNING" for r in trials)
+        if "variant" in roles:
+            kind = "ablation"
+            hashes = {r.data.tags.get("ablab.trial_hash") for r in trials}
+            total = max(queued.get(exp.name, (0, 0))[0], len(hashes))
+            parents = roles["variant"]
+            metric = parents[0].data.tags.get("ablab.metric", "test_accuracy")
+            verdicts = [p.data.tags.get(f"ablab.verdict_{metric}") for p in parents]
+            compared = [v for v in verdicts if v]
+            decided = f"{sum(v.startswith(VERDICTS) for v in compared)}/{len(compared)}"
+            sign = -1 if "loss" in metric else 1
+            scored = [(p.data.metrics.get(f"mean_{metric}"), p) for p in parents]
+            scored = [(v, p) for v, p in scored if v is not None and not math.isnan(v)]
+            best = max(scored, key=lambda vp: sign * vp[0]) if scored else None
+            rows.append(StudyRow(exp.name, kind, done, total, failed, running, decided,
+                                 best[1].data.tags.get("ablab.variant", "") if best else "",
+                                 best[0] if best else None))
+        else:
+            parent = roles["search"][0]
+            metric = parent.data.tags.get("ablab.metric", "")
+            value = parent.data.metrics.get(f"best_{metric}")
+            total = max(queued.get(exp.name, (0, 0))[0], done + failed)
+            best_trial = parent.data.tags.get("optuna.best_trial", "")
+            rows.append(StudyRow(exp.name, "search", done, total, failed, running, "-",
+                                 f"trial {best_trial}" if best_trial else "", value))
+    return rows
+
+
+def rows_json(rows: list[StudyRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+# ----------------------------------------------------------------------------- doctor
+
+
+@dataclass
+class Check:
+    what: str
+    found: str
+    ok: bool
+    fix: str = ""
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception as err:  # noqa: BLE001 - a broken install is what doctor reports
+        return f"missing ({type(err).__name__})"
+
+
+def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
+    from core.paths import MLRUNS_DIR, default_storage
+    from core.seeding import quiet_tensorflow
+
+    quiet_tensorflow()
+    checks = [Check("Python", sys.version.split()[0], sys.version_info >= (3, 10),
+                    "use Python 3.10 or newer")]
+    for module, fix in (("tensorflow", "make setup (installs tensorflow-cpu, or tensorflow "
+                                       "with CUDA where nvidia-smi sees a GPU)"),
+                        ("keras", "make setup"), ("mlflow", "make setup"),
+                        ("optuna", "make setup")):
+        v = _version(module)
+        checks.append(Check(module, v, not v.startswith("missing"), fix))
+    gpus = []
+    try:
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except Exception:  # noqa: BLE001 - reported as no GPU
+        pass
+    from core.study.slots import list_gpus
+
+    smi = list_gpus()
+    found = ", ".join(gpus) if gpus else "none (training runs on the CPU)"
+    ok = not smi or bool(gpus)
+    checks.append(Check("GPUs seen by TensorFlow", found + (
+        f"; nvidia-smi sees {len(smi)}" if smi else ""), ok,
+        "nvidia-smi sees GPUs TensorFlow does not: make setup TF=gpu (tensorflow[and-cuda])"))
+    uri = tracking_uri or tracking.default_tracking_uri()
+    try:
+        c = tracking.client(tracking.check_reachable(uri))
+        exp = tracking.get_or_create_experiment(c, "ablab-doctor")
+        c.set_experiment_tag(exp, "ablab.doctor", "written")
+        checks.append(Check("tracking store", f"{uri}: reachable, writable", True))
+    except Exception as err:  # noqa: BLE001 - whatever fails is the finding
+        checks.append(Check("tracking store", f"{uri}: {str(err).splitlines()[0][:200]}", False,
+                            "start the server (ablab server) or fix --tracking-uri"))
+    store = storage or default_storage()
+    try:
+        import optuna
+
+        from core.study.queue import check_storage, open_storage, redact
+
+        check_storage(store)
+        st = open_storage(store)
+        optuna.create_study(study_name="ablab-doctor", storage=st, load_if_exists=True)
+        optuna.delete_study(study_name="ablab-doctor", storage=st)
+        checks.append(Check("Optuna storage", f"{redact(store)}: reachable, writable", True))
+    except Exception as err:  # noqa: BLE001
+        checks.append(Check("Optuna storage", f"{store}: {str(err).splitlines()[0][:200]}",
+                            False, "fix --storage / ABLAB_STORAGE"))
+    folder = MLRUNS_DIR if MLRUNS_DIR.exists() else MLRUNS_DIR.parent
+    free_gb = shutil.disk_usage(folder).free / 2**30
+    checks.append(Check("disk space", f"{free_gb:.1f} GB free at {folder}", free_gb >= 2,
+                        "free some space: studies write runs, artifacts and caches"))
+    return checks
