@@ -37,7 +37,7 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --timeout 1200 --durations=25 -n $(JOBS) --dist loadgroup $(ARGS)
+	$(BIN)/python -m pytest -q --timeout 1200 --durations=25 -n $(JOBS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, migrated_store, run_cli
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="browser")]  # one study
+pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
