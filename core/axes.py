@@ -222,6 +222,8 @@ AXES: tuple[Axis, ...] = (
          (0, 3, 5)),
     Axis("train.label_smoothing", "label_smoothing", "label smoothing of the cross-entropy",
          (0.0, 0.1, 0.2)),
+    Axis("train.class_weight", "class_weight", "balanced: each class's examples weigh "
+         "n / (k x its count) in the loss, for imbalanced data sets"),
     Axis("train.deterministic", "deterministic",
          "strict: op determinism, no XLA; fast: seeded, XLA allowed (GPU throughput)"),
     Axis("train.mixed_precision", "mixed_precision", "float16/bfloat16 compute, float32 weights"),

@@ -70,6 +70,9 @@ def train(
 
     exp = load_experiment(experiment, set_)
     tracking.check_reachable(tracking_uri)
+    from core.data import check
+
+    check(exp.data, console)  # a folder's problems end here, before any run exists
     src = pretrain.source(source_name(exp.model.weights)) \
         if source_name(exp.model.weights) else None
     trial = Trial.new(exp, seed, exp.name, source_hash=src.hash if src else None)
@@ -407,18 +410,15 @@ def ui(
     serve_ui(tracking_uri, port, study, console)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     import logging
     import os
-    import signal
     import warnings
 
     # `kill PID` stops as cleanly as Ctrl-C: running trials end KILLED, the queue is kept.
-    signal.signal(signal.SIGTERM, _interrupt)
+    from core import signals
+
+    signals.install()
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core import tracking
+from core import signals, tracking
 from core.errors import ConfigError
 from core.trial import Trial, source_name
 
@@ -98,6 +98,8 @@ def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: li
     keras.mixed_precision.set_global_policy(policy)
     try:
         data = get_data(trial, cache)
+        tracking.log_params(c, run_id, {"data_pipeline": data.pipeline})
+        tracking.set_tags(c, run_id, {f"ablab.{k}": v for k, v in data.info.items()})
         backbone = model_store.load_backbone(uri, c) if uri else None
         sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
         result = fit(exp, data, trial.seed, sink, backbone=backbone, extra=callbacks)
@@ -167,7 +169,8 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: l
     experiment_id = tracking.get_or_create_experiment(c, trial.study)
     run_id = start_run(trial, c, experiment_id)
     try:
-        res = execute(trial, c, run_id, cache, list(callbacks), keep_backbone)
+        with signals.protected():  # Ctrl-C/SIGTERM stop it at the next batch boundary
+            res = execute(trial, c, run_id, cache, list(callbacks), keep_backbone)
     except (KeyboardInterrupt, SystemExit):
         with shielded():
             close(c, run_id, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")

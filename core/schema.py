@@ -96,6 +96,7 @@ class TrainConfig(Section):
     lr_schedule: str = "constant"
     early_stopping_patience: int = Field(0, ge=0, description="0 disables early stopping")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weight: Literal["none", "balanced"] = "none"
     deterministic: Literal["strict", "fast"] = "strict"
     mixed_precision: bool = False
 

@@ -53,7 +53,9 @@ def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float],
               stopping: bool = True) -> list:
     import keras
 
-    cbs = [keras.callbacks.TerminateOnNaN(), _epoch_logger(sink, times)]
+    from core.signals import keras_callback
+
+    cbs = [keras.callbacks.TerminateOnNaN(), _epoch_logger(sink, times), keras_callback()]
     if not stopping:
         return cbs
     if cfg.early_stopping_patience:
@@ -101,9 +103,12 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
 
+    weights = class_weights(data.y_train, data.n_classes) \
+        if exp.train.class_weight == "balanced" else None
+
     def run(initial: int, epochs: int, stopping: bool) -> None:
         h = model.fit(train, validation_data=val, initial_epoch=initial, epochs=epochs,
-                      verbose=0, shuffle=False,
+                      verbose=0, shuffle=False, class_weight=weights,
                       callbacks=callbacks(exp.train, sink, times, stopping) + list(extra or []))
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
@@ -123,6 +128,18 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
     return FitResult(model, history, times, time.perf_counter() - t0)
 
 
+def class_weights(y, n_classes: int) -> dict[int, float]:
+    """scikit-learn's "balanced" weights: n / (k x count of the class)."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    w = compute_class_weight("balanced", classes=present, y=y)
+    out = dict.fromkeys(range(n_classes), 1.0)
+    out.update({int(c): float(v) for c, v in zip(present, w, strict=True)})
+    return out
+
+
 def predict(model, x, batch_size: int = 256, tta: int = 0):
     """Class probabilities; with tta=N, the mean over N views through the model's own
     augmentation layers (training=True on those layers only)."""
@@ -136,8 +153,11 @@ def predict(model, x, batch_size: int = 256, tta: int = 0):
     def run(view: bool) -> np.ndarray:
         # Eager batched calls: one pass over the test split does not repay tracing a
         # tf.function as model.predict would (~0.3-0.5 s per trial).
+        from core.signals import check
+
         out = []
         for i in range(0, len(x), batch_size):
+            check()  # a Ctrl-C waits for a batch boundary, not for the whole split
             xb = x[i:i + batch_size]
             if view and aug is not None:
                 xb = aug(xb, training=True)

@@ -89,7 +89,7 @@ def _stages(exp, seed: int = 0):
     from core.models import BACKBONES, build_model
     from core.pretrain import source
     from core.seeding import seed_everything
-    from core.train import callbacks, compile_model, jit_compile, predict
+    from core.train import callbacks, class_weights, compile_model, jit_compile, predict
     from core.trial import source_name
 
     keras.backend.clear_session()  # layer names restart, so two builds compare equal
@@ -116,9 +116,12 @@ def _stages(exp, seed: int = 0):
                [(type(cb).__name__, getattr(cb, "patience", None))
                 for cb in callbacks(exp.train, None, [])],
                exp.train.epochs * steps, exp.model.finetune_lr_factor if two_phase else None)
+        weights = class_weights(data.y_train, data.n_classes) \
+            if exp.train.class_weight == "balanced" else None  # what fit() is given
         x, y = next(iter(to_tf(data.x_train, data.y_train, data.n_classes,
                                exp.train.batch_size, seed, shuffle=True)))
-        losses = [float(model.train_on_batch(x, y, return_dict=True)["loss"]) for _ in range(2)]
+        losses = [float(model.train_on_batch(x, y, class_weight=weights, return_dict=True)
+                        ["loss"]) for _ in range(2)]
         _, tta = predict(model, data.x_test[:32], tta=exp.eval.tta)
         yield ("steps", losses, None if tta is None else tta.round(6).tolist())
     finally:

@@ -87,26 +87,6 @@ def test_folder_presplit(tmp_path):
     assert _sizes(ds) == (12, 12, 12)
 
 
-def test_folder_corrupt_file_is_named_or_skipped(tmp_path):
-    _digit_pngs(tmp_path)
-    bad = tmp_path / "1" / "broken.png"
-    bad.write_bytes(b"this is not a png")
-    (tmp_path / "2" / "notes.txt").write_text("hello")
-    with pytest.raises(ConfigError) as err:
-        load_dataset(DataConfig(source="folder", path=str(tmp_path), image_size=8))
-    assert "broken.png" in str(err.value) and "notes.txt" in str(err.value)
-    assert "on_corrupt=skip" in str(err.value)
-    with pytest.warns(UserWarning, match="broken.png"):
-        ds = load_dataset(DataConfig(source="folder", path=str(tmp_path), image_size=8,
-                                     on_corrupt="skip"))
-    assert sum(_sizes(ds)) == 36
-
-
-def test_folder_missing_path(tmp_path):
-    with pytest.raises(ConfigError, match="not a folder"):
-        load_dataset(DataConfig(source="folder", path=str(tmp_path / "nope")))
-
-
 def test_every_source_is_registered():
     assert {"digits", "synthetic", "folder", "keras:mnist", "keras:fashion_mnist",
             "keras:cifar10"} <= set(SOURCES)

@@ -272,3 +272,19 @@ def test_probability_of_improvement_paired_counts_ties_half():
     p, lo, hi = stats.prob_improvement(a, b, paired=True)
     assert p == approx((1 + 0.5 + 0 + 1) / 4)
     assert 0 <= lo < p < hi <= 1
+
+
+def test_per_class_recall_shows_for_an_imbalanced_test_set():
+    from core.ablation.report import class_recall
+
+    runs = runs_frame({"a": ([0, 1], np.array([0.9, 0.8])), "b": ([0, 1], np.array([0.85, 0.8]))},
+                      "a")
+    runs["test_recall_0"] = [0.99, 0.97, 0.98, 0.96]
+    runs["test_recall_1"] = [0.20, 0.40, 0.60, 0.50]
+    imbalanced = {"a": (["ok", "defect"], np.array([[160, 0], [16, 24]]))}  # 160 vs 40
+    table = class_recall(runs, imbalanced).set_index("variant")
+    assert list(table.columns) == ["ok (n=80)", "defect (n=20)"]
+    assert table.loc["a", "defect (n=20)"] == pytest.approx(0.3)
+    assert table.loc["b", "ok (n=80)"] == pytest.approx(0.97)
+    balanced = {"a": (["ok", "defect"], np.array([[90, 10], [20, 80]]))}
+    assert class_recall(runs, balanced) is None

@@ -110,7 +110,8 @@ def run_links(runs: pd.DataFrame, exp_id: str, ui: str) -> str:
 
 def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFrame,
            ct: pd.DataFrame, missing: list[str], plots: list[Path], runs: pd.DataFrame,
-           exp_id: str, ui: str, notes: list[str], delta: float | None) -> str:
+           exp_id: str, ui: str, notes: list[str], delta: float | None,
+           recall: pd.DataFrame | None = None) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(study)}: ablab report</title><style>{STYLE}</style></head>"
              f"<body><h1>{html.escape(study)}</h1><p class='meta'>{html.escape(metric)} "
@@ -130,6 +131,11 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
     parts.append(_table(["variant", "n", "imputed", "mean ± std", "95% CI (t)", "median",
                          "IQM [95% CI]", "range", "test-set SE", "collapse rate", "diverged",
                          "failed"], variant_rows(vt), table_cls="variants"))
+    if recall is not None:
+        parts.append("<h2>Per-class recall (imbalanced test set; mean over seeds)</h2>")
+        parts.append(_table(list(recall.columns), [
+            [html.escape(str(r[0])), *(_fmt(v, 3) for v in r[1:])]
+            for r in recall.itertuples(index=False)], table_cls="recall"))
     if missing:
         parts.append(f"<h2>Missing ({len(missing)} trial(s) without a finished run)</h2><ul>"
                      + "".join(f"<li>{html.escape(m)}</li>" for m in missing[:50]) + "</ul>")

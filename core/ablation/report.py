@@ -340,6 +340,26 @@ def summed_confusions(runs: pd.DataFrame, c) -> dict[str, tuple[list[str], np.nd
     return out
 
 
+def class_recall(runs: pd.DataFrame, cms: dict[str, tuple[list[str], np.ndarray]],
+                 imbalance: float = 1.5) -> pd.DataFrame | None:
+    """Mean recall per class and variant, for a test set whose class supports differ by
+    `imbalance`x or more (accuracy alone hides a minority class there); None otherwise."""
+    if not cms:
+        return None
+    labels, cm = next(iter(cms.values()))
+    support = cm.sum(axis=1)
+    if support.min() > 0 and support.max() / support.min() < imbalance:
+        return None
+    fin = _finished(runs)
+    rows = []
+    for name, g in fin.groupby("variant", sort=False):
+        rows.append({"variant": name, **{
+            f"{lab} (n={int(n)})": float(g[f"test_recall_{i}"].mean())
+            if f"test_recall_{i}" in g else math.nan
+            for i, (lab, n) in enumerate(zip(labels, support // max(1, len(g)), strict=True))}})
+    return pd.DataFrame(rows)
+
+
 def plot_confusions(cms: dict[str, tuple[list[str], np.ndarray]], path: Path) -> Path | None:
     if not cms:
         return None
@@ -436,7 +456,7 @@ def reading_notes(delta: float | None, missing_as: str, imputed: int) -> list[st
 def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                      ct: pd.DataFrame, missing: list[str], plots: list[str],
                      delta: float | None = None, missing_as: str = "chance",
-                     question: str = "") -> str:
+                     question: str = "", recall: pd.DataFrame | None = None) -> str:
     lines = [f"# {study}: {metric} ({direction})", ""]
     if question:
         lines += ["> " + line for line in question.splitlines()] + [""]
@@ -468,6 +488,12 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                 f"{r.effect_size_kind} {_fmt(r.effect_size, 2)} | {_fmt(r.prob_improvement, 2)}"
                 f" {_ci(r.prob_improvement_low, r.prob_improvement_high, 2)} | "
                 f"{_fmt(r.seeds_for_80_power, 0) if delta else 'declare delta'} | {r.verdict} |")
+    if recall is not None:
+        cols = list(recall.columns[1:])
+        lines += ["", "## Per-class recall (imbalanced test set; mean over seeds)", "",
+                  "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for r in recall.itertuples(index=False):
+            lines.append(f"| {r[0]} | " + " | ".join(_fmt(v, 3) for v in r[1:]) + " |")
     if missing:
         lines += ["", f"## Missing ({len(missing)} trial(s) without a finished run)", ""]
         lines += [f"- {m}" for m in missing[:50]]
@@ -534,13 +560,17 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     hist = histories(runs, c)
     if len(hist):
         plots.append(plot_learning_curves(hist, out_dir / "learning_curves.png").name)
-    cm = plot_confusions(summed_confusions(runs, c), out_dir / "confusion_matrices.png")
+    cms = summed_confusions(runs, c)
+    cm = plot_confusions(cms, out_dir / "confusion_matrices.png")
     if cm:
         plots.append(cm.name)
+    recall = class_recall(runs, cms)
+    if recall is not None:
+        recall.to_csv(out_dir / "class_recall.csv", index=False)
     question = ab.question if ab is not None else ""
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
-                         question))
+                         question, recall))
     from core.ablation import html
 
     exp_id = c.get_experiment_by_name(study).experiment_id
@@ -548,7 +578,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     notes = reading_notes(delta, missing_as, int(vt["imputed"].sum()) if len(vt) else 0)
     (out_dir / "index.html").write_text(html.render(
         study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
-        runs, exp_id, ui, notes, delta))
+        runs, exp_id, ui, notes, delta, recall))
     _log_parents(c, runs, vt, ct, metric)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:

@@ -35,6 +35,9 @@ class AblationStudy(Study):
     def meta(self) -> dict[str, Any]:
         return {}
 
+    def experiments(self) -> list:
+        return [v.exp for v in self.variants]
+
     def total_items(self) -> int:
         return len(self.trials)
 

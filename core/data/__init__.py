@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 
 import numpy as np
 
 from core.data import _digits, _folder, _keras, _synthetic  # noqa: F401  (registration)
 from core.data._base import SOURCES, Dataset, Pool, register, select_classes, split, subsample
+from core.data._rows import Rows
 from core.errors import ConfigError
 from core.schema import DataConfig
 
-__all__ = ["SOURCES", "Dataset", "Pool", "register", "load_dataset", "cache_key"]
+__all__ = ["SOURCES", "Dataset", "Pool", "register", "load_dataset", "cache_key", "check"]
+
+# Images read from a decoded cache stay on disk (streamed) above this size as float32 in
+# memory; smaller sets are read into memory, where training is faster.
+STREAM_ABOVE_MB = int(os.environ.get("ABLAB_STREAM_ABOVE_MB", 1024))
+
+
+def check(cfg: DataConfig, console=None):
+    """What a source can check before any MLflow run exists (a folder: its shape, its decoded
+    cache, its unreadable images); raises ConfigError. Sources without checks pass."""
+    run = SOURCES.meta(cfg.source).get("check")
+    return run(cfg, console) if run else None
 
 
 def split_seed(cfg: DataConfig, seed: int) -> int:
@@ -30,26 +44,59 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         x, y, names = select_classes(pool.x, pool.y, pool.class_names, cfg.classes)
         if cfg.max_samples is not None:
             x, y = subsample(x, y, min(1.0, cfg.max_samples / len(y)), s)
-        pool = Pool(x, y, names)
+        pool = Pool(x, y, names, info=pool.info)
     elif cfg.classes:
         splits, names = {}, pool.class_names
         for k, (x, y) in pool.splits.items():
             x, y, new_names = select_classes(x, y, names, cfg.classes)
             splits[k] = (x, y)
-        pool = Pool(class_names=new_names, splits=splits)
+        pool = Pool(class_names=new_names, splits=splits, info=pool.info)
     ds = split(pool, cfg, s)
     if min(len(ds.y_train), len(ds.y_val), len(ds.y_test)) == 0:
         raise ConfigError("data: a split came out empty; raise data.max_samples or fractions")
+    parts = (ds.x_train, ds.x_val, ds.x_test)
+    if isinstance(ds.x_train, Rows):
+        if sum(x.float_bytes() for x in parts) <= STREAM_ABOVE_MB * 2**20:
+            return replace(ds, x_train=ds.x_train.materialize(), x_val=ds.x_val.materialize(),
+                           x_test=ds.x_test.materialize(), pipeline="memory")
+        return replace(ds, pipeline="stream")
     return ds
 
 
-def to_tf(x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, seed: int | None,
+def to_tf(x, y: np.ndarray, n_classes: int, batch_size: int, seed: int | None,
           shuffle: bool):
-    """Cached, seeded-shuffled, batched, prefetched tf.data pipeline of one split."""
+    """Seeded-shuffled, batched, prefetched tf.data pipeline of one split: from memory
+    (cached), or streamed from the decoded cache on disk when `x` is `Rows` (each batch read
+    in parallel map calls, a few batches ahead)."""
     import tensorflow as tf
 
+    if isinstance(x, Rows):
+        return _stream(x, y, n_classes, batch_size, seed, shuffle)
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _stream(x: Rows, y: np.ndarray, n_classes: int, batch_size: int, seed: int | None,
+            shuffle: bool):
+    import tensorflow as tf
+
+    eye = np.eye(n_classes, dtype=np.float32)
+
+    def read(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.sort(ids)  # storage order; a batch's order does not matter to SGD
+        return x[ids], eye[y[ids]]
+
+    ds = tf.data.Dataset.range(len(y))
+    if shuffle:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    shape = x.shape[1:]
+
+    def load(ids):
+        xb, yb = tf.numpy_function(read, [ids], [tf.float32, tf.float32], stateful=False)
+        return tf.ensure_shape(xb, (None, *shape)), tf.ensure_shape(yb, (None, n_classes))
+
+    return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                                    deterministic=True).prefetch(tf.data.AUTOTUNE)

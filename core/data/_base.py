@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.data._rows import take
 from core.errors import ConfigError
 from core.registry import Registry
 from core.schema import DataConfig
@@ -20,10 +21,14 @@ class Pool:
     y: np.ndarray | None = None
     class_names: list[str] = field(default_factory=list)
     splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # train/validation/test
+    info: dict[str, str] = field(default_factory=dict)  # logged as run tags (e.g. its cache)
 
 
 @dataclass
 class Dataset:
+    """Images as float32 arrays in memory, or as `Rows` read from a decoded cache on disk
+    (`pipeline` says which: "memory" or "stream")."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -31,6 +36,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    pipeline: str = "memory"
+    info: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -61,16 +68,17 @@ def resize(x: np.ndarray, size: int, channels: int) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype("float32")
 
 
-def select_classes(x: np.ndarray, y: np.ndarray, names: list[str], classes: list[int] | None):
+def select_classes(x, y: np.ndarray, names: list[str], classes: list[int] | None):
     """Keep only `classes` (e.g. digits 5-9 for a transfer target), relabelled 0..k-1."""
     if not classes:
         return x, y, names
     unknown = sorted(set(classes) - set(range(len(names))))
     if unknown:
         raise ConfigError(f"data.classes: {unknown} not in 0..{len(names) - 1}")
-    keep = np.isin(y, classes)
+    keep = np.flatnonzero(np.isin(y, classes))
     remap = {c: i for i, c in enumerate(classes)}
-    return x[keep], np.array([remap[v] for v in y[keep]], "int32"), [names[c] for c in classes]
+    return (take(x, keep), np.array([remap[v] for v in y[keep]], "int32"),
+            [names[c] for c in classes])
 
 
 def _stratify(y: np.ndarray) -> np.ndarray | None:
@@ -84,11 +92,18 @@ def train_test_split(*arrays, **kw):
     return tts(*arrays, **kw)
 
 
+def _divide(x, y: np.ndarray, seed: int, **size):
+    """A stratified, seeded split of rows (in-memory arrays or `Rows` alike): (x_a, x_b,
+    y_a, y_b), as train_test_split returns them."""
+    a, b = train_test_split(np.arange(len(y)), random_state=seed, stratify=_stratify(y), **size)
+    return take(x, a), take(x, b), y[a], y[b]
+
+
 def subsample(x, y, fraction: float, seed: int):
     if fraction >= 1.0:
         return x, y
     n = max(int(round(len(y) * fraction)), len(np.unique(y)))
-    xs, _, ys, _ = train_test_split(x, y, train_size=n, random_state=seed, stratify=_stratify(y))
+    xs, _, ys, _ = _divide(x, y, seed, train_size=n)
     return xs, ys
 
 
@@ -99,16 +114,13 @@ def split(pool: Pool, cfg: DataConfig, split_seed: int) -> Dataset:
         if "validation" in pool.splits:
             x_va, y_va = pool.splits["validation"]
         else:
-            x_tr, x_va, y_tr, y_va = train_test_split(
-                x_tr, y_tr, test_size=cfg.val_fraction, random_state=split_seed,
-                stratify=_stratify(y_tr))
+            x_tr, x_va, y_tr, y_va = _divide(x_tr, y_tr, split_seed,
+                                             test_size=cfg.val_fraction)
     else:
-        x, y = pool.x, pool.y
-        x_rest, x_te, y_rest, y_te = train_test_split(
-            x, y, test_size=cfg.test_fraction, random_state=split_seed, stratify=_stratify(y))
+        x_rest, x_te, y_rest, y_te = _divide(pool.x, pool.y, split_seed,
+                                             test_size=cfg.test_fraction)
         val = cfg.val_fraction / (1.0 - cfg.test_fraction)
-        x_tr, x_va, y_tr, y_va = train_test_split(
-            x_rest, y_rest, test_size=val, random_state=split_seed, stratify=_stratify(y_rest))
+        x_tr, x_va, y_tr, y_va = _divide(x_rest, y_rest, split_seed, test_size=val)
     x_tr, y_tr = subsample(x_tr, y_tr, cfg.train_fraction, split_seed)
     return Dataset(x_tr, y_tr.astype("int32"), x_va, y_va.astype("int32"),
-                   x_te, y_te.astype("int32"), list(pool.class_names))
+                   x_te, y_te.astype("int32"), list(pool.class_names), info=dict(pool.info))

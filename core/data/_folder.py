@@ -1,80 +1,250 @@
 """A person's own images: `train/ validation/ test/` with a folder per class, or one folder per
-class that ablab splits (stratified, seeded)."""
+class that ablab splits (stratified, seeded).
+
+Three steps, each once per machine and folder content:
+- `scan`: the files, by name. Everything that can be wrong with the folder's shape is an error
+  here, before an MLflow run exists: a path that is missing or empty, fewer than two classes, a
+  class without images in a split, a split folder missing. Files that are not images by their
+  extension (Thumbs.db, .DS_Store, notes) are skipped and counted.
+- the decoded cache: every image decoded once (parallel), resized, stored as uint8 at the
+  configured size in a memmap under $ABLAB_CACHE (default ~/.cache/ablab/folders), keyed by the
+  file list, sizes and mtimes and the image settings. Every worker and trial on the machine
+  reads it; a changed folder gets a new key. Unreadable images are an error listing them, or
+  skipped with `data.on_corrupt=skip`.
+- loading: `Rows` of the memmap, read on demand, so a folder far larger than memory streams
+  through tf.data (see core.data.to_tf); small ones are read into memory.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from core.data._base import Pool, register, resize
+from core.data._base import Pool, register
+from core.data._rows import Rows
 from core.errors import ConfigError
 from core.schema import DataConfig
 
 SPLIT_DIRS = ("train", "validation", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+DECODED: dict[str, int] = {}  # cache key -> images this process decoded (tests, logs)
+_LOCK = threading.Lock()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ABLAB_CACHE", Path.home() / ".cache" / "ablab")) / "folders"
+
+
+@dataclass
+class FolderIndex:
+    root: Path
+    class_names: list[str]
+    files: dict[str, list[tuple[Path, int]]]  # split ("all" when unsplit) -> (file, label)
+    skipped: list[Path] = field(default_factory=list)  # not images by their name
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(v) for v in self.files.values())
 
 
 def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read(paths: list[Path], cfg: DataConfig) -> tuple[list[np.ndarray], list[Path]]:
-    from PIL import Image, UnidentifiedImageError
-
-    images, bad = [], []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                arr = np.asarray(im.convert("RGB" if cfg.channels == 3 else "L"), "float32")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            bad.append(p)
-            continue
-        images.append(resize(arr[None] / 255.0, cfg.image_size, cfg.channels)[0])
-    return images, bad
+def _images(folder: Path, skipped: list[Path]) -> list[Path]:
+    out = []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        (out if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+         else skipped).append(f)
+    return out
 
 
-def _load_tree(root: Path, names: list[str], cfg: DataConfig, bad: list[Path]):
-    xs, ys = [], []
-    for label, name in enumerate(names):
-        d = root / name
-        files = sorted(f for f in d.rglob("*") if f.is_file()) if d.is_dir() else []
-        imgs, b = _read(files, cfg)
-        bad.extend(b)
-        xs.extend(imgs)
-        ys.extend([label] * len(imgs))
-    if not xs:
-        raise ConfigError(f"data.path: no readable images under {root}")
-    return np.stack(xs), np.array(ys, "int32")
-
-
-@register("folder")
-def load(cfg: DataConfig) -> Pool:
+def scan(cfg: DataConfig) -> FolderIndex:
     root = Path(cfg.path).expanduser()
+    if not root.exists():
+        raise ConfigError(f"data.path: {root} does not exist; point data.path at a folder "
+                          "with one folder per class (or train/ validation/ test/ of them)")
     if not root.is_dir():
-        raise ConfigError(f"data.path: {root} is not a folder")
-    bad: list[Path] = []
+        raise ConfigError(f"data.path: {root} is a file, not a folder of images")
+    skipped: list[Path] = []
     if (root / "train").is_dir():
         names = [d.name for d in _class_dirs(root / "train")]
-        missing = [s for s in ("test",) if not (root / s).is_dir()]
-        if missing:
-            raise ConfigError(f"data.path: {root} has train/ but no {missing[0]}/ folder")
-        splits = {s: _load_tree(root / s, names, cfg, bad) for s in SPLIT_DIRS
-                  if (root / s).is_dir()}
-        pool = Pool(class_names=names, splits=splits)
+        if not (root / "test").is_dir():
+            raise ConfigError(f"data.path: {root} has train/ but no test/ folder; add "
+                              "test/ with a folder per class (validation/ is optional: "
+                              "without it ablab takes data.val_fraction of train/)")
+        splits = [s for s in SPLIT_DIRS if (root / s).is_dir()]
+        files = {}
+        for s in splits:
+            extra = sorted({d.name for d in _class_dirs(root / s)} - set(names))
+            if extra:
+                raise ConfigError(f"data.path: {root / s} has class folders train/ lacks: "
+                                  f"{', '.join(extra)}")
+            files[s] = []
+            for label, name in enumerate(names):
+                imgs = _images(root / s / name, skipped) if (root / s / name).is_dir() else []
+                if not imgs:
+                    raise ConfigError(f"data.path: class {name!r} has no images in "
+                                      f"{root / s}; every class needs images in every split")
+                files[s] += [(f, label) for f in imgs]
     else:
         names = [d.name for d in _class_dirs(root)]
+        files = {"all": []}
+        for label, name in enumerate(names):
+            imgs = _images(root / name, skipped)
+            if not imgs:
+                raise ConfigError(f"data.path: class folder {root / name} has no images")
+            files["all"] += [(f, label) for f in imgs]
+        if not names and not any(p.is_file() for p in root.iterdir()):
+            raise ConfigError(f"data.path: {root} is empty; put one folder per class in it")
         if len(names) < 2:
-            raise ConfigError(f"data.path: {root} needs one folder per class (found {names})")
-        x, y = _load_tree(root, names, cfg, bad)
-        pool = Pool(x, y, names)
-    if bad:
-        listing = ", ".join(str(p) for p in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        if cfg.on_corrupt == "error":
-            raise ConfigError(
-                f"data.path: {len(bad)} file(s) are not readable images: {listing}. "
-                "Remove them or set data.on_corrupt=skip.")
-        warnings.warn(f"skipped {len(bad)} unreadable file(s): {listing}", stacklevel=2)
-    return pool
+            raise ConfigError(f"data.path: {root} needs at least two classes, one folder each "
+                              f"(found {len(names)}: {', '.join(names) or 'loose files only'})")
+    return FolderIndex(root, names, files, skipped)
+
+
+def cache_key(index: FolderIndex, cfg: DataConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([cfg.image_size, cfg.channels, index.class_names]).encode())
+    for split in sorted(index.files):
+        for f, label in index.files[split]:
+            st = f.stat()
+            h.update(f"{split}\0{f.relative_to(index.root)}\0{label}\0{st.st_size}\0"
+                     f"{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _decode(path: Path, size: int, channels: int) -> np.ndarray | None:
+    """One image as uint8 (size, size, channels), resized with antialiasing; None when it
+    cannot be read (truncated, not really an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = im.convert("RGB" if channels == 3 else "L")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+            arr = np.asarray(im, np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return arr if channels == 3 else arr[..., None]
+
+
+@dataclass
+class Cache:
+    folder: Path
+    key: str
+    built: bool  # decoded now (False: read from disk)
+    bad: list[str]
+    index: FolderIndex | None = None
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x memmap, labels, readable mask) of one split."""
+        x = np.load(self.folder / f"x_{split}.npy", mmap_mode="r")
+        return x, np.load(self.folder / f"y_{split}.npy"), np.load(self.folder / f"ok_{split}.npy")
+
+
+def build_cache(index: FolderIndex, cfg: DataConfig, progress=None) -> Cache:
+    """The decoded cache of this folder content and image settings: found, or built once
+    (under a file lock, so concurrent workers wait for the first instead of decoding too)."""
+    key = cache_key(index, cfg)
+    folder = cache_root() / key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = folder / "meta.json"
+        if meta.exists():
+            return Cache(folder, key, False, json.loads(meta.read_text())["bad"])
+        tmp = folder.with_name(key + ".building")
+        tmp.mkdir(exist_ok=True)
+        bad: list[str] = []
+        shape = (cfg.image_size, cfg.image_size, cfg.channels)
+        for split, items in index.files.items():
+            x = np.lib.format.open_memmap(tmp / f"x_{split}.npy", "w+", np.uint8,
+                                          (len(items), *shape))
+            ok = np.zeros(len(items), bool)
+
+            def one(i: int, x=x, ok=ok, items=items) -> None:
+                img = _decode(items[i][0], cfg.image_size, cfg.channels)
+                if img is not None:
+                    x[i] = img
+                    ok[i] = True
+                if progress:
+                    progress()
+
+            with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+                list(pool.map(one, range(len(items))))  # PIL decodes outside the GIL
+            x.flush()
+            del x
+            np.save(tmp / f"y_{split}.npy", np.array([lab for _, lab in items], np.int32))
+            np.save(tmp / f"ok_{split}.npy", ok)
+            bad += [str(items[i][0]) for i in np.flatnonzero(~ok)]
+        (tmp / "meta.json").write_text(json.dumps({
+            "root": str(index.root), "images": index.n_images, "bad": bad,
+            "image_size": cfg.image_size, "channels": cfg.channels}))
+        tmp.rename(folder)
+        with _LOCK:
+            DECODED[key] = DECODED.get(key, 0) + index.n_images
+        return Cache(folder, key, True, bad)
+
+
+def corrupt_error(bad: list[str]) -> ConfigError:
+    listing = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    return ConfigError(f"data.path: {len(bad)} image(s) cannot be read: {listing}. Remove or "
+                       "replace them, or set data.on_corrupt=skip to leave them out")
+
+
+def check(cfg: DataConfig, console=None) -> Cache:
+    """Before any run: the folder's shape, then its decoded cache (built once, with a
+    progress bar on the console), then its unreadable images."""
+    index = scan(cfg)
+    say = console.print if console is not None else (lambda *a, **k: None)
+    if index.skipped:
+        names = ", ".join(p.name for p in index.skipped[:5])
+        say(f"data.path: skipped {len(index.skipped)} file(s) that are not images by their "
+            f"name ({names}{' ...' if len(index.skipped) > 5 else ''})")
+    key = cache_key(index, cfg)
+    if (cache_root() / key / "meta.json").exists() or console is None:
+        cache = build_cache(index, cfg)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"decoding {index.n_images} images of {index.root} (once)",
+                                total=index.n_images)
+            cache = build_cache(index, cfg, lambda: bar.advance(task))
+        say(f"decoded {index.n_images} images into {cache.folder}")
+    if cache.bad and cfg.on_corrupt == "error":
+        raise corrupt_error(cache.bad)
+    cache.index = index
+    return cache
+
+
+@register("folder", check=check)
+def load(cfg: DataConfig) -> Pool:
+    cache = check(cfg)
+    if cache.bad:
+        warnings.warn(f"data.path: skipped {len(cache.bad)} unreadable image(s): "
+                      f"{', '.join(cache.bad[:10])}", stacklevel=2)
+    parts = {}
+    index = cache.index
+    for split in index.files:
+        x, y, ok = cache.arrays(split)
+        keep = np.flatnonzero(ok)
+        parts[split] = (Rows(x, keep), y[keep])
+    info = {"data_cache": str(cache.folder),
+            "data_decoded_here": str(DECODED.get(cache.key, 0))}  # 0: read, not decoded
+    if "all" in parts:
+        x, y = parts["all"]
+        return Pool(x, y, index.class_names, info=info)
+    return Pool(class_names=index.class_names, splits=parts, info=info)

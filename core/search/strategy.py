@@ -51,6 +51,7 @@ class SearchStudy(Study):
         self.s = s
         self.base = study_base(s, opts.sets, opts.smoke)
         exp = check_space(s, self.base)
+        self.exp = exp
         self.sources = sources_of([exp])
         total = trials or s.n_trials
         if s.sampler == "grid":
@@ -60,6 +61,9 @@ class SearchStudy(Study):
 
     def total_items(self) -> int:
         return self.target
+
+    def experiments(self) -> list:
+        return [self.exp]
 
     def header(self) -> str:
         return (f"[bold]{self.name}[/]: {self.plan.done} trial(s) in the study, running "

@@ -83,6 +83,23 @@ class Study(ABC):
     def table(self, queue: Queue) -> RenderableType | None:
         return None
 
+    @abstractmethod
+    def experiments(self) -> list:
+        """The distinct configs the study trains (checked before anything is queued)."""
+
+    def check_data(self) -> None:
+        """What can be checked about the data, before an MLflow run exists: a folder's shape,
+        its decoded cache (built here, once, for every worker on this machine), its
+        unreadable images."""
+        from core.data import check
+
+        seen = set()
+        for exp in self.experiments():
+            key = exp.data.model_dump_json()
+            if key not in seen:
+                seen.add(key)
+                check(exp.data, self.console)
+
     def may_have_work(self, queue: Queue) -> bool:
         """Cheap guess, before MLflow is opened, whether workers are worth starting early."""
         return True
@@ -101,6 +118,7 @@ class Study(ABC):
         """Returns the plan; raises KeyboardInterrupt after a clean stop."""
         tracking.check_reachable(self.tracking_uri)
         check_storage(self.storage)
+        self.check_data()
         queue = Queue(self.storage, self.queue_name, self.spec.direction)
         pool = self._pool()
         queue.set_enqueuing(True)
