@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data._base import Pool, register
-from core.data._rows import Rows
+from core.data._rows import RowFile, Rows
 from core.errors import ConfigError
 from core.schema import DataConfig
 
@@ -148,9 +148,9 @@ class Cache:
     bad: list[str]
     index: FolderIndex | None = None
 
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x memmap, labels, readable mask) of one split."""
-        x = np.load(self.folder / f"x_{split}.npy", mmap_mode="r")
+    def arrays(self, split: str) -> tuple[RowFile, np.ndarray, np.ndarray]:
+        """(images read on demand, labels, readable mask) of one split."""
+        x = RowFile(self.folder / f"x_{split}.npy")
         return x, np.load(self.folder / f"y_{split}.npy"), np.load(self.folder / f"ok_{split}.npy")
 
 
@@ -170,22 +170,29 @@ def build_cache(index: FolderIndex, cfg: DataConfig, progress=None) -> Cache:
         bad: list[str] = []
         shape = (cfg.image_size, cfg.image_size, cfg.channels)
         for split, items in index.files.items():
-            x = np.lib.format.open_memmap(tmp / f"x_{split}.npy", "w+", np.uint8,
-                                          (len(items), *shape))
+            path = tmp / f"x_{split}.npy"
+            row = int(np.prod(shape))
+            with open(path, "wb") as fh:  # header, then rows written in place (not mapped:
+                np.lib.format.write_array_header_1_0(  # mapped pages would count as RSS)
+                    fh, {"descr": "|u1", "fortran_order": False, "shape": (len(items), *shape)})
+                start = fh.tell()
+                fh.truncate(start + row * len(items))
             ok = np.zeros(len(items), bool)
+            fd = os.open(path, os.O_WRONLY)
 
-            def one(i: int, x=x, ok=ok, items=items) -> None:
+            def one(i: int, ok=ok, items=items, fd=fd, start=start, row=row) -> None:
                 img = _decode(items[i][0], cfg.image_size, cfg.channels)
                 if img is not None:
-                    x[i] = img
+                    os.pwrite(fd, np.ascontiguousarray(img).tobytes(), start + i * row)
                     ok[i] = True
                 if progress:
                     progress()
 
-            with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-                list(pool.map(one, range(len(items))))  # PIL decodes outside the GIL
-            x.flush()
-            del x
+            try:
+                with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+                    list(pool.map(one, range(len(items))))  # PIL decodes outside the GIL
+            finally:
+                os.close(fd)
             np.save(tmp / f"y_{split}.npy", np.array([lab for _, lab in items], np.int32))
             np.save(tmp / f"ok_{split}.npy", ok)
             bad += [str(items[i][0]) for i in np.flatnonzero(~ok)]
