@@ -131,6 +131,8 @@ BAD_FOLDERS = {
     "empty": (lambda r: r.mkdir(), "is empty"),
     "one class": (lambda r: make_folder(r, splits=None, classes=(0,)), "at least two classes"),
     "no test/": (lambda r: make_folder(r, splits=("train", "validation")), "no test/ folder"),
+    "empty class": (lambda r: (make_folder(r), [f.unlink() for f in (r / "test" / "1").iterdir()]),
+                    "class '1' has no images"),
     "truncated": (lambda r: (make_folder(r), (r / "test" / "0" / "cut.jpg").write_bytes(
         (r / "test" / "0" / "0.jpg").read_bytes()[:150])), "cut.jpg"),
 }
