@@ -111,7 +111,8 @@ def run_links(runs: pd.DataFrame, exp_id: str, ui: str) -> str:
 def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFrame,
            ct: pd.DataFrame, missing: list[str], plots: list[Path], runs: pd.DataFrame,
            exp_id: str, ui: str, notes: list[str], delta: float | None,
-           recall: pd.DataFrame | None = None) -> str:
+           recall: pd.DataFrame | None = None,
+           adaptive: tuple[str, list[dict]] | None = None) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(study)}: ablab report</title><style>{STYLE}</style></head>"
              f"<body><h1>{html.escape(study)}</h1><p class='meta'>{html.escape(metric)} "
@@ -127,6 +128,13 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
                              "Wilcoxon p", "effect size", "P(improvement) [95% CI]",
                              "seeds for 80% power at ±delta"],
                             comparison_rows(ct, delta), verdict_cls, "comparisons"))
+    if adaptive is not None:
+        parts.append("<h2>Adaptive seeds: the looks, and where each variant stopped</h2>"
+                     f"<p>{html.escape(adaptive[0])}</p>")
+        parts.append(_table(["variant", "decision", "seeds", "why", "looks"], [
+            [html.escape(r["variant"]), f"<b>{html.escape(r['decision'])}</b>", str(r["n"]),
+             html.escape(r["why"]), html.escape(r["looks"]).replace("; ", "<br>")]
+            for r in adaptive[1]], table_cls="looks"))
     parts.append("<h2>Per variant</h2>")
     parts.append(_table(["variant", "n", "imputed", "mean ± std", "95% CI (t)", "median",
                          "IQM [95% CI]", "range", "test-set SE", "collapse rate", "diverged",

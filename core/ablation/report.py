@@ -408,6 +408,22 @@ def missing_trials(expected, runs: pd.DataFrame) -> list[str]:
     return [f"{t.variant} seed={t.seed}" for t in expected if (t.variant, t.seed) not in have]
 
 
+def adaptive_replay(runs: pd.DataFrame, ab, expected: list, metric: str, direction: str,
+                    delta: float | None, missing_as: str):
+    """With adaptive seeds, the sequential rule replayed on the study's runs (the same
+    function the coordinator uses to plan), else None."""
+    plan = ab.seed_plan() if ab is not None and metric == ab.metric else None
+    if plan is None or runs.empty:
+        return None
+    from core.ablation.adaptive import replay
+
+    vals = seed_values(runs, metric, direction, missing_as)
+    done = runs[runs["status"].isin(["FINISHED", "FAILED"])]
+    ran = set(zip(done["variant"], done["seed"].astype(int), strict=True))
+    names = list(dict.fromkeys([t.variant for t in expected] or runs["variant"]))
+    return replay(vals, ran, names, baseline_name(runs), plan, direction, delta)
+
+
 def expected_trials(ab) -> list:
     from core.ablation.spec import expand_trials
 
@@ -430,9 +446,19 @@ COVERAGE_NOTE = (
     "`data.vary_split_with_seed: true` to put the split's noise in them too.")
 
 
-def reading_notes(delta: float | None, missing_as: str, imputed: int) -> list[str]:
+ADAPTIVE_NOTE = (
+    "Adaptive seeds: the verdict column comes from the sequential rule (group-sequential "
+    "paired t-tests at Lan-DeMets alpha-spending boundaries, Holm across variants, TOST for "
+    "equivalence, futility when the final boundary is out of reach), which keeps the error "
+    "rates whatever look a variant stopped at. The p-values and CIs beside it are fixed-n "
+    "figures on the seeds each variant got and are not adjusted for the looks: read them as "
+    "descriptions. A variant stopped as futile is inconclusive, not 'the same'.")
+
+
+def reading_notes(delta: float | None, missing_as: str, imputed: int,
+                  adaptive: bool = False) -> list[str]:
     """What the numbers mean, for the markdown and the HTML report alike."""
-    return [
+    return [ADAPTIVE_NOTE] * adaptive + [
         COVERAGE_NOTE,
         f"Seeds without a metric (diverged or failed) count as `missing_as: {missing_as}` "
         f"({imputed} imputed in this report): the verdict covers every seed that ran, not "
@@ -456,7 +482,8 @@ def reading_notes(delta: float | None, missing_as: str, imputed: int) -> list[st
 def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                      ct: pd.DataFrame, missing: list[str], plots: list[str],
                      delta: float | None = None, missing_as: str = "chance",
-                     question: str = "", recall: pd.DataFrame | None = None) -> str:
+                     question: str = "", recall: pd.DataFrame | None = None,
+                     adaptive: tuple[str, list[dict]] | None = None) -> str:
     lines = [f"# {study}: {metric} ({direction})", ""]
     if question:
         lines += ["> " + line for line in question.splitlines()] + [""]
@@ -488,6 +515,12 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                 f"{r.effect_size_kind} {_fmt(r.effect_size, 2)} | {_fmt(r.prob_improvement, 2)}"
                 f" {_ci(r.prob_improvement_low, r.prob_improvement_high, 2)} | "
                 f"{_fmt(r.seeds_for_80_power, 0) if delta else 'declare delta'} | {r.verdict} |")
+    if adaptive is not None:
+        lines += ["", "## Adaptive seeds: the looks, and where each variant stopped", "",
+                  adaptive[0], "", "| variant | decision | seeds | why | looks |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['decision']} | {r['n']} | {r['why']} | "
+                  f"{r['looks']} |" for r in adaptive[1]]
     if recall is not None:
         cols = list(recall.columns[1:])
         lines += ["", "## Per-class recall (imbalanced test set; mean over seeds)", "",
@@ -500,7 +533,7 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     imputed = int(vt["imputed"].sum()) if len(vt) else 0
     lines += ["", "## How to read this", ""]
-    for note in reading_notes(delta, missing_as, imputed):
+    for note in reading_notes(delta, missing_as, imputed, adaptive is not None):
         lines += [note, ""]
     return "\n".join(lines)
 
@@ -551,7 +584,18 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     vals = seed_values(runs, metric, direction, missing_as)
     vt = variant_table(runs, metric, direction, missing_as)
     ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as)
-    missing = missing_trials(expected if expected is not None else expected_trials(ab), runs)
+    expected = expected if expected is not None else expected_trials(ab)
+    rep = adaptive_replay(runs, ab, expected, metric, direction, delta, missing_as)
+    adaptive = None
+    if rep is not None:
+        from core.ablation.adaptive import looks_table, section
+
+        expected = [t for t in expected if t.seed < rep.seeds_of(t.variant)]
+        if len(ct):
+            ct["verdict"] = [rep.verdict(v, delta) for v in ct["variant"]]
+        looks_table(rep).to_csv(out_dir / "looks.csv", index=False)
+        adaptive = section(rep, len(ct))
+    missing = missing_trials(expected, runs)
     vt.to_csv(out_dir / "summary.csv", index=False)
     ct.to_csv(out_dir / "comparisons.csv", index=False)
     vals.to_csv(out_dir / "seeds.csv", index=False)
@@ -570,15 +614,16 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     question = ab.question if ab is not None else ""
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
-                         question, recall))
+                         question, recall, adaptive))
     from core.ablation import html
 
     exp_id = c.get_experiment_by_name(study).experiment_id
     ui = c.tracking_uri if c.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
-    notes = reading_notes(delta, missing_as, int(vt["imputed"].sum()) if len(vt) else 0)
+    notes = reading_notes(delta, missing_as, int(vt["imputed"].sum()) if len(vt) else 0,
+                          adaptive is not None)
     (out_dir / "index.html").write_text(html.render(
         study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
-        runs, exp_id, ui, notes, delta, recall))
+        runs, exp_id, ui, notes, delta, recall, adaptive))
     _log_parents(c, runs, vt, ct, metric)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:

@@ -6,7 +6,9 @@ An ablation file (ablations/NAME.yaml):
     set: {train.epochs: 8}        # optional overrides for every variant
     vary: {augment: [none, moderate, extreme]}   # one factor at a time, or
     grid: {head: [gap, flatten_dense], lr: [0.001, 0.01]}   # full factorial
-    seeds: 5                      # a count (0..N-1) or a list
+    seeds: 5                      # a count (0..N-1), a list, or adaptive:
+    # seeds: {min: 3, max: 30, step: 3}   looks after min, min+step, ... seeds; a variant
+    #                                      stops once decided (core/sequential.py)
     metric: test_accuracy
     direction: maximize
     baseline: augment=none        # the reference variant (default: the base config)
@@ -23,20 +25,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.paths import ABLATIONS_DIR
 from core.pretrain import Source, sources_of
 from core.schema import Experiment
+from core.sequential import SeedPlan
 from core.study.spec import StudySpec, dotted, load_spec, study_base
 from core.trial import Trial, source_name, trial_hash
+
+
+class AdaptiveSeeds(BaseModel):
+    """Seeds spent where the verdict is still open: a look after `min` seeds per variant,
+    then every `step` more, up to `max`; alpha spending `obf` (strict early) or `pocock`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(3, ge=2)
+    max: int = Field(30, ge=3)
+    step: int = Field(3, ge=1)
+    spending: Literal["obf", "pocock"] = "obf"
+
+    @model_validator(mode="after")
+    def _order(self) -> AdaptiveSeeds:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be above min ({self.min})")
+        return self
+
+    def plan(self) -> SeedPlan:
+        return SeedPlan(self.min, self.max, self.step, self.spending)
 
 
 class Ablation(StudySpec):
     vary: dict[str, list[Any]] | None = None
     grid: dict[str, list[Any]] | None = None
-    seeds: int | list[int] = 5
+    seeds: int | list[int] | AdaptiveSeeds = 5
     baseline: str | None = None
     # The smallest difference of interest, in the metric's units: with it the report can say
     # "equivalent within ±delta" (TOST) and plans seeds for 80% power to detect it.
@@ -63,9 +87,18 @@ class Ablation(StudySpec):
         return self
 
     def seed_list(self, override: int | None = None) -> list[int]:
+        """Every seed a variant may get (adaptive: up to `max`)."""
         if override is not None:
             return list(range(override))
+        if isinstance(self.seeds, AdaptiveSeeds):
+            return list(range(self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def seed_plan(self, override: int | None = None) -> SeedPlan | None:
+        """The adaptive plan, unless --seeds N forces a fixed count."""
+        if override is None and isinstance(self.seeds, AdaptiveSeeds):
+            return self.seeds.plan()
+        return None
 
 
 def load_ablation(name_or_path: str | Path) -> Ablation:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import tracking
+from core.ablation.adaptive import Replay, replay
 from core.ablation.spec import Ablation, Variant, expand
 from core.runner import run_trial
 from core.stats import aggregate
@@ -31,6 +32,10 @@ class AblationStudy(Study):
         self.ab = ab
         self.variants, self.trials, self.sources = expand(ab, seeds, opts.sets, opts.smoke)
         self.parents: dict[str, str] = {}
+        # Adaptive seeds: the study grows look by look while it runs.
+        self.seed_plan = ab.seed_plan(seeds)
+        self.grows = self.seed_plan is not None
+        self.replay: Replay | None = None
 
     def meta(self) -> dict[str, Any]:
         return {}
@@ -39,10 +44,21 @@ class AblationStudy(Study):
         return [v.exp for v in self.variants]
 
     def total_items(self) -> int:
-        return len(self.trials)
+        return len(self.wanted())
+
+    def wanted(self) -> list[Trial]:
+        """The trials the study runs: all of them, or with adaptive seeds those the plan
+        asks for after the last look."""
+        if self.replay is None:
+            return self.trials
+        return [t for t in self.trials if t.seed < self.replay.seeds_of(t.variant)]
 
     def header(self) -> str:
         n = len(self.variants)
+        if self.seed_plan is not None:
+            return (f"[bold]{self.name}[/]: {n} variants, {self.seed_plan}; "
+                    f"{self.plan.done} trials already done, {len(self.plan.keys)} to run "
+                    "now, more only for variants still open after a look.")
         return (f"[bold]{self.name}[/]: {n} variants x {len(self.trials) // max(n, 1)} seeds = "
                 f"{len(self.trials)} trials; {self.plan.done} already done, "
                 f"{len(self.plan.keys)} to run.")
@@ -71,12 +87,34 @@ class AblationStudy(Study):
         """Trials without a finished MLflow run (the store is the truth: a COMPLETE queue
         trial whose run is gone runs again). After a crash, a trial that failed on its own
         is not retried within the same run."""
-        finished = record.finished_by_hash(c, exp_id)
+        runs = record.trial_runs(c, exp_id)
+        if self.seed_plan is not None:
+            self.replay = self._replay(runs)
+        finished = {r.hash for r in runs if r.status == "FINISHED"}
         failed = set() if at_start else {
             t.user_attrs.get("key") for t in queue.trials((TrialState.FAIL,))
             if t.user_attrs.get("outcome") == "failed"}
-        return {t.hash: self._ready(t).to_attrs() for t in self.trials
+        return {t.hash: self._ready(t).to_attrs() for t in self.wanted()
                 if t.hash not in finished and t.hash not in failed}
+
+    def _replay(self, runs: list[record.TrialRun]) -> Replay:
+        """The sequential rule on what reached MLflow: a pure function of the store."""
+        import pandas as pd
+
+        from core.ablation.report import seed_values
+
+        of = {t.hash: t for t in self.trials}
+        rows = [{"variant": of[r.hash].variant, "seed": of[r.hash].seed, "status": r.status,
+                 "start_time": r.run.info.start_time,
+                 "outcome": r.tags.get("ablab.outcome"), **r.metrics}
+                for r in runs if r.hash in of]
+        ran = {(x["variant"], x["seed"]) for x in rows if x["status"] in ("FINISHED", "FAILED")}
+        vals = seed_values(pd.DataFrame(rows), self.ab.metric, self.ab.direction,
+                           self.ab.missing_as) if ran else pd.DataFrame(
+            columns=["variant", "seed", "value"])
+        base = next(v.name for v in self.variants if v.is_baseline)
+        return replay(vals, ran, [v.name for v in self.variants], base, self.seed_plan,
+                      self.ab.direction, self.ab.delta)
 
     def table(self, queue: Queue) -> Table:
         variant_of = {t.hash: t.variant for t in self.trials}
@@ -89,9 +127,18 @@ class AblationStudy(Study):
         table.add_column("variant")
         table.add_column("n", justify="right")
         table.add_column(f"running mean {self.ab.metric}", justify="right")
+        rep = self.replay
+        if rep is not None:
+            table.add_column("after the last look")
         for v in self.variants:
             x = vals.get(v.name, [])
-            table.add_row(v.name, str(len(x)), f"{sum(x) / len(x):.4f}" if x else "-")
+            row = [v.name, str(len(x)), f"{sum(x) / len(x):.4f}" if x else "-"]
+            if rep is not None:
+                d = rep.decisions.get(v.name)
+                row.append("baseline" if d is None else
+                           f"{d.state} at n={d.n}" if d.decided else
+                           f"open, next look at n={rep.seeds_of(v.name)}")
+            table.add_row(*row)
         return table
 
     def summarize(self, interrupted: bool) -> StudyResult:
@@ -100,8 +147,32 @@ class AblationStudy(Study):
         for v in self.variants:
             if v.name in self.parents:
                 record.update_parent(c, exp_id, self.parents[v.name], self.ab.metric)
-        return summarize(self.name, self.variants, self.trials, c, exp_id, self.ab.metric,
-                         self.plan.done, interrupted, self.plan.given_up)
+        decisions = []
+        if self.seed_plan is not None:
+            self.replay = self._replay(record.trial_runs(c, exp_id))
+            decisions = self._tag_decisions(c)
+        res = summarize(self.name, self.variants, self.wanted(), c, exp_id, self.ab.metric,
+                        self.plan.done, interrupted, self.plan.given_up)
+        res.decisions = decisions
+        return res
+
+    def _tag_decisions(self, c) -> list[dict]:
+        """Each variant's parent says where the sequential rule left it."""
+        rows = []
+        for v in self.variants:
+            pid = self.parents.get(v.name)
+            n = self.replay.seeds_of(v.name)
+            if v.is_baseline:
+                tags = {"ablab.decision": "baseline", "ablab.n_seeds": n}
+            else:
+                d = self.replay.decisions[v.name]
+                tags = {"ablab.decision": d.state, "ablab.decision_why": d.why(),
+                        "ablab.n_seeds": d.n}
+                rows.append({"variant": v.name, "decision": d.state, "n": d.n,
+                             "why": d.why()})
+            if pid:
+                tracking.set_tags(c, pid, tags)
+        return rows
 
 
 @dataclass
@@ -113,6 +184,7 @@ class StudyResult:
     table: list[dict]
     interrupted: bool = False
     crashed_out: list[str] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # adaptive seeds: per variant
 
 
 def summarize(name: str, variants: list[Variant], trials: list[Trial], c, exp_id: str,
@@ -153,6 +225,13 @@ def print_summary(res: StudyResult, metric: str, console: Console) -> None:
                   f"{row[f'mean_{metric}']:.4f} ± {row[f'std_{metric}']:.4f}",
                   f"[{row[f'ci95_low_{metric}']:.4f}, {row[f'ci95_high_{metric}']:.4f}]")
     console.print(t)
+    if res.decisions:
+        d = Table(title=f"{res.name}: adaptive seeds, where each variant stopped")
+        for col in ("variant", "decision", "seeds", "why"):
+            d.add_column(col)
+        for r in res.decisions:
+            d.add_row(r["variant"], r["decision"], str(r["n"]), r["why"])
+        console.print(d)
     c = res.counts
     console.print(
         f"trials: {c['finished']} finished ({c['ok']} ok, {c['collapsed']} collapsed, "

@@ -52,6 +52,9 @@ class Plan:
 
 class Study(ABC):
     kind: ClassVar[str]
+    # True when the work grows as results come in (adaptive seeds): `pending` is asked again
+    # whenever a trial ends, and what it adds is enqueued at once.
+    grows: bool = False
 
     def __init__(self, spec, opts: RunOptions):
         self.spec = spec
@@ -250,15 +253,24 @@ class Study(ABC):
 
     def _drive(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
         display = Display(self.name, len(self.plan.keys), self.console)
+        ended = -1
         try:
             with display:
                 while True:
                     self._handle_exits(pool, queue, c, exp_id)
                     queue.fail_stale()
+                    if self.grows:
+                        n = len(queue.trials((TrialState.COMPLETE, TrialState.PRUNED,
+                                              TrialState.FAIL)))
+                        if n != ended:  # a look may be possible: enqueue its next block
+                            ended = n
+                            self.plan = self._enqueue(
+                                queue, self.pending(queue, c, exp_id, at_start=False),
+                                at_start=False)
                     state = self.states(queue)
                     done = sum(s in ("done", "failed") for s in state.values())
                     display.update(done, sum(s == "failed" for s in state.values()),
-                                   self.table(queue))
+                                   self.table(queue), total=len(state))
                     if not queue.has_work():
                         break
                     if queue.trials((TrialState.WAITING,)):

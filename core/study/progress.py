@@ -34,8 +34,9 @@ class Display:
         self.live.__exit__(*exc)
         self.console.print()  # the live display's last frame ends without a newline
 
-    def update(self, done: int, failed: int, extra: RenderableType | None) -> None:
-        self.progress.update(self.task, completed=done,
+    def update(self, done: int, failed: int, extra: RenderableType | None,
+               total: int | None = None) -> None:
+        self.progress.update(self.task, completed=done, total=total,
                              status=f"[red]{failed} failed[/]" if failed else "")
         self.live.update(Group(self.progress, extra) if extra is not None
                          else Group(self.progress))

@@ -1,0 +1,90 @@
+"""Adaptive seeds in a study: the sequential rule (`core/sequential.py`) replayed on the
+study's per-seed results in MLflow. The coordinator asks it which seeds to run now; the report
+asks it what was decided, at which look and why. Nothing of the plan lives elsewhere, so a
+study killed at any point and run again continues the same plan."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from core.sequential import Decision, SeedPlan, decide, nominal_levels, wanted
+
+# What a variant's state means in the report's verdict column.
+VERDICT = {"better": "better", "worse": "worse", "futile": "inconclusive (futile: stopped)",
+           "max": "inconclusive (undecided at max)", "open": "inconclusive (still open)"}
+
+
+@dataclass
+class Replay:
+    plan: SeedPlan
+    baseline: str
+    decisions: dict[str, Decision]
+    seeds: dict[str | None, int]  # seeds each variant needs now; None: the baseline
+
+    def seeds_of(self, variant: str) -> int:
+        return self.seeds[None] if variant == self.baseline else self.seeds[variant]
+
+    def done(self) -> bool:
+        return all(d.decided for d in self.decisions.values())
+
+    def verdict(self, variant: str, delta: float | None) -> str:
+        d = self.decisions[variant]
+        if d.state == "equivalent":
+            return f"equivalent within ±{delta:g}"
+        return VERDICT[d.state]
+
+    def rows(self) -> list[dict]:
+        """One row per look per variant, for the report."""
+        return [{"variant": v, "n": lk.n, "diff": lk.diff, "p": lk.p, "boundary": lk.level,
+                 "p_tost": lk.p_tost, "conditional_power": lk.power_left,
+                 "decision": lk.decision} for v, d in self.decisions.items() for lk in d.looks]
+
+
+def replay(vals: pd.DataFrame, ran: set[tuple[str, int]], names: list[str], baseline: str,
+           plan: SeedPlan, direction: str = "maximize",
+           delta: float | None = None) -> Replay:
+    """`vals`: one value per (variant, seed), as `report.seed_values` gives; `ran`: the
+    (variant, seed) cells that ran to an end (a cell that ran but has no value, under
+    `missing_as: exclude`, is present but left out of its pair)."""
+    by: dict[str, dict[int, float]] = {v: {} for v in names}
+    for v, s in ran:
+        if v in by:
+            by[v][int(s)] = math.nan
+    for r in vals.itertuples(index=False):
+        if r.variant in by:
+            by[r.variant][int(r.seed)] = float(r.value)
+    others = {v: by[v] for v in names if v != baseline}
+    decisions = decide(by.get(baseline, {}), others, plan, direction, delta)
+    return Replay(plan, baseline, decisions, wanted(decisions, plan))
+
+
+def looks_table(rep: Replay) -> pd.DataFrame:
+    return pd.DataFrame(rep.rows(), columns=["variant", "n", "diff", "p", "boundary", "p_tost",
+                                             "conditional_power", "decision"])
+
+
+def boundaries_line(plan: SeedPlan, n_variants: int) -> str:
+    """The nominal two-sided levels of the looks, before Holm."""
+    levels = nominal_levels(plan.looks(), kind=plan.spending)
+    return ", ".join(f"n={n}: p < {lv:.2g}" for n, lv in zip(plan.looks(), levels,
+                                                               strict=True)) + (
+        f" (divided by up to {n_variants} for Holm)" if n_variants > 1 else "")
+
+
+def stop_rows(rep: Replay) -> list[dict]:
+    """Per variant: where it stopped, why, and each look (n, difference, p against the
+    look's Holm-adjusted boundary, the decision then)."""
+    return [{"variant": v, "decision": d.state, "n": d.n, "why": d.why(),
+             "looks": "; ".join(f"n={lk.n}: diff {lk.diff:+.4f}, p {lk.p:.2g} vs {lk.level:.2g}"
+                                f" -> {lk.decision}" for lk in d.looks)}
+            for v, d in rep.decisions.items()]
+
+
+def section(rep: Replay, n_variants: int) -> tuple[str, list[dict]]:
+    """The report's adaptive-seeds section: the plan with its boundaries, and a row per
+    variant."""
+    return (f"{rep.plan}; nominal levels {boundaries_line(rep.plan, n_variants)}. "
+            f"The baseline ran {rep.seeds_of(rep.baseline)} seeds.", stop_rows(rep))
