@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import ConfigError
 from core.paths import ABLATIONS_DIR
@@ -67,6 +74,26 @@ class Ablation(StudySpec):
     delta: float | None = Field(None, gt=0)
     # How a seed without a metric (diverged, failed) counts in the verdict.
     missing_as: Literal["chance", "worst", "exclude"] = "chance"
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _adaptive(cls, v):
+        """A mapping is an adaptive plan: its own errors, named by key, not the union's."""
+        if not isinstance(v, dict):
+            return v
+        unknown = sorted(set(v) - set(AdaptiveSeeds.model_fields))
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], list(AdaptiveSeeds.model_fields), n=1)
+            raise ValueError(f"unknown key {unknown[0]!r}" + (f"; did you mean {hint[0]}?"
+                             if hint else "") + " (adaptive seeds take min, max, step, "
+                             "spending)")
+        try:
+            return AdaptiveSeeds(**v)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(map(str, err["loc"]))
+            raise ValueError(f"{where + ': ' if where else ''}{err['msg']}".replace(
+                "Value error, ", "")) from None
 
     @field_validator("seeds")
     @classmethod

@@ -149,6 +149,12 @@ class Study(ABC):
                                f"{self.queue_name!r}; start workers with: ablab worker "
                                f"{self.name} --storage {self.storage} --tracking-uri "
                                f"{self.tracking_uri}")
+            if not self.grows or not self.plan.keys:
+                return self.plan
+            self.console.print("This study's work grows look by look: staying to take the "
+                               "looks and enqueue each next block (Ctrl-C stops that, not "
+                               "the workers; running this command again picks up).")
+            self._drive(Pool(pool.cmd, [], pool.log_dir), queue, c, exp_id, own=False)
             return self.plan
         if not self.plan.keys:
             pool.interrupt()
@@ -251,15 +257,20 @@ class Study(ABC):
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def _drive(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
+    def _drive(self, pool: Pool, queue: Queue, c, exp_id: str, own: bool = True) -> None:
+        """Until the queue drains. `own`: the workers are ours to stop on Ctrl-C (with
+        --no-workers they are someone else's, and keep theirs)."""
         display = Display(self.name, len(self.plan.keys), self.console)
-        ended = -1
+        ended, flagged = -1, 0.0
         try:
             with display:
                 while True:
                     self._handle_exits(pool, queue, c, exp_id)
                     queue.fail_stale()
                     if self.grows:
+                        if time.monotonic() - flagged > 30:  # workers wait between looks
+                            queue.set_enqueuing(True)
+                            flagged = time.monotonic()
                         n = len(queue.trials((TrialState.COMPLETE, TrialState.PRUNED,
                                               TrialState.FAIL)))
                         if n != ended:  # a look may be possible: enqueue its next block
@@ -277,11 +288,17 @@ class Study(ABC):
                         pool.fill()
                     time.sleep(POLL_S)
         except KeyboardInterrupt:
+            if self.grows:
+                queue.set_enqueuing(False)
+            if not own:
+                raise
             self.console.print("\n[yellow]Interrupted: stopping workers, closing their "
                                "runs...[/]")
             pool.interrupt()
             self.recover(queue, c, exp_id, live=set())
             raise
+        if self.grows:
+            queue.set_enqueuing(False)  # no more blocks: idle workers may leave
         pool.wait()
 
     def _handle_exits(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
