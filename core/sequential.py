@@ -7,12 +7,19 @@ The plan: looks at n = min, min + step, ..., max paired seeds. Each look may dec
 information on: with the trend seen so far, the final look's boundary is out of reach,
 conditional power under 5%). A look is taken only when every open variant has all its seeds
 (and the baseline its), so the looks, and therefore the seeds run, do not depend on which
-worker finished first. Boundaries come from Lan-DeMets alpha
-spending (O'Brien-Fleming-like by default: strict early, close to the fixed-n level at max;
-Pocock-like spends evenly), computed by the Armitage-McPherson-Rowe recursion on a grid, so the
-false better/worse rate holds at alpha whatever look a study stops at. Each look's z boundary
-is turned into a nominal p-value, and the look's t-test with n - 1 degrees of freedom is
-compared to it. Across variants, Holm on the nominal levels, as for fixed-n studies.
+worker finished first. Boundaries come from Lan-DeMets alpha spending (O'Brien-Fleming-like
+by default: strict early, close to the fixed-n level at max; Pocock-like spends evenly),
+computed by the Armitage-McPherson-Rowe recursion on a grid, so the false better/worse rate
+holds at alpha whatever look a study stops at. Each look's z boundary is turned into a
+nominal p-value, and the look's t-test with n - 1 degrees of freedom is compared to it.
+Across variants, group-sequential Holm on the nominal levels: only a rejected variant frees
+its share of alpha (one stopped as futile or equivalent keeps it).
+
+Why not a library: PyPI's `gsdesign` calls itself experimental (R's gsDesign is the
+reference, and the boundaries are checked against its published values and a simulated
+Brownian motion); an anytime-valid confidence sequence (`confseq`) buys validity at any
+number of looks, which a plan of a few looks does not need, with wider boundaries at the
+handful of seeds a study has.
 
 Everything here is a pure function of the per-seed results, so a study killed at any point
 and run again replays the same looks and continues the same plan.
