@@ -227,6 +227,9 @@ AXES: tuple[Axis, ...] = (
     Axis("train.deterministic", "deterministic",
          "strict: op determinism, no XLA; fast: seeded, XLA allowed (GPU throughput)"),
     Axis("train.mixed_precision", "mixed_precision", "float16/bfloat16 compute, float32 weights"),
+    Axis("train.pack", "pack", "seeds trained together as towers of one model (a worker "
+         "claims that many of a variant's queued seeds); auto: by model size and device",
+         (1, 5, 10, "auto")),
     Axis("data.image_size", "image_size", "images are resized to this square size",
          (8, 16, 32)),
     Axis("data.train_fraction", "train_fraction", "fraction of the training split used "

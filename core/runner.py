@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import tempfile
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,39 +80,61 @@ def _write_artifacts(out: Path, trial: Trial, fit, y_true, y_pred, names) -> Non
         (out / "classification_report.json").write_text(json.dumps(rep, indent=2))
 
 
+def _open(trial: Trial, c, run_id: str, cache: DataCache | None):
+    """Seeding, device and dtype tags, the data: what every trial does before training."""
+    import keras
+
+    from core import seeding
+
+    exp = trial.exp
+    seeding.seed_everything(trial.seed, exp.train.deterministic)
+    device = seeding.device_name()
+    policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
+        if exp.train.mixed_precision else "float32"
+    tracking.set_tags(c, run_id, {"ablab.device": device, "ablab.dtype_policy": policy,
+                                  "ablab.onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")})
+    data = get_data(trial, cache)
+    tracking.log_params(c, run_id, {"data_pipeline": data.pipeline})
+    tracking.set_tags(c, run_id, {f"ablab.{k}": v for k, v in data.info.items()})
+    keras.mixed_precision.set_global_policy(policy)
+    return data
+
+
 def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: list,
             keep_backbone: bool) -> TrialResult:
     """Train and evaluate inside an open run; raises on errors (the caller records them)."""
     import keras
 
-    from core import evaluate, model_store, outcome, seeding
-    from core.train import fit, predict
+    from core import model_store
+    from core.train import fit
 
-    exp = trial.exp
     uri = backbone_uri(trial)
     if uri:
         tracking.set_tags(c, run_id, {"ablab.pretrained_from": uri})
-    seeding.seed_everything(trial.seed, exp.train.deterministic)
-    device = seeding.device_name()
-    policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
-        if exp.train.mixed_precision else "float32"
-    tracking.set_tags(c, run_id, {"ablab.device": device, "ablab.dtype_policy": policy})
-    keras.mixed_precision.set_global_policy(policy)
     try:
-        data = get_data(trial, cache)
-        tracking.log_params(c, run_id, {"data_pipeline": data.pipeline})
-        tracking.set_tags(c, run_id, {f"ablab.{k}": v for k, v in data.info.items()})
+        data = _open(trial, c, run_id, cache)
         backbone = model_store.load_backbone(uri, c) if uri else None
         sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
-        result = fit(exp, data, trial.seed, sink, backbone=backbone, extra=callbacks)
+        result = fit(trial.exp, data, trial.seed, sink, backbone=backbone, extra=callbacks)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    return record(trial, c, run_id, result, data, keep_backbone)
 
+
+def record(trial: Trial, c, run_id: str, result, data, keep_backbone: bool = False,
+           extra: dict[str, float] | None = None) -> TrialResult:
+    """Evaluate a trained model on the test split and log its metrics, outcome and
+    artifacts: the same for a model trained alone or as a tower of a pack."""
+    from core import evaluate, model_store, outcome
+    from core.train import predict
+
+    exp = trial.exp
     losses = result.history.get("loss", []) + result.history.get("val_loss", [])
     final: dict[str, float] = {"epochs_run": result.epochs_run,
                                "train_time_s": result.train_time_s,
                                "n_params": result.model.count_params(),
-                               "n_classes": data.n_classes, "n_test": len(data.y_test)}
+                               "n_classes": data.n_classes, "n_test": len(data.y_test),
+                               **(extra or {})}
     val = result.history.get("val_loss", [])
     finite = [(v, i) for i, v in enumerate(val) if np.isfinite(v)]
     if finite:
@@ -136,6 +160,27 @@ def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: li
     if keep_backbone and kind != "diverged":
         model_store.log_backbone(c, run_id, result.model.get_layer("backbone"))
     return TrialResult(run_id, "FINISHED", kind, final, history=result.history)
+
+
+def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | None,
+                 ) -> list[TrialResult]:
+    """Train the trials of a pack as towers of one model (core/pack.py), then evaluate and
+    log each tower in its own run, as an unpacked trial."""
+    import keras
+
+    from core.pack import fit_packed
+
+    try:
+        data = [_open(t, c, r, cache) for t, r in zip(trials, run_ids, strict=True)][0]
+        sinks = [lambda epoch, row, r=r: tracking.log_metrics(c, r, row, step=epoch)
+                 for r in run_ids]
+        t0 = time.perf_counter()
+        fits = fit_packed(trials[0].exp, data, [t.seed for t in trials], sinks)
+        wall = time.perf_counter() - t0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return [record(t, c, r, f, data, extra={"pack_train_time_s": wall})
+            for t, r, f in zip(trials, run_ids, fits, strict=True)]
 
 
 def start_run(trial: Trial, c, experiment_id: str) -> str:
@@ -186,6 +231,40 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: l
     tracking.set_tags(c, run_id, {"ablab.outcome": res.outcome})
     c.set_terminated(run_id, "FINISHED")
     return res
+
+
+def run_pack(trials: list[Trial], c, cache: DataCache | None = None) -> list[TrialResult]:
+    """Several trials that differ only in their seed, trained together; each has its own
+    run from start to end, tagged `ablab.pack`. An error fails every run of the pack (each
+    with the traceback); Ctrl-C ends every one KILLED."""
+    from core.seeding import quiet_tensorflow
+
+    quiet_tensorflow()
+    experiment_id = tracking.get_or_create_experiment(c, trials[0].study)
+    run_ids = [start_run(t.replace(tags={**t.tags, "ablab.pack": len(trials)}), c,
+                         experiment_id) for t in trials]
+    try:
+        with signals.protected():
+            results = execute_pack(trials, c, run_ids, cache)
+    except (KeyboardInterrupt, SystemExit):
+        with shielded():
+            for r in run_ids:
+                close(c, r, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
+        raise
+    except Exception as err:  # noqa: BLE001 - recorded on every run of the pack
+        tb = traceback.format_exc()
+        msg = f"{type(err).__name__}: {err}"
+        for r in run_ids:
+            c.log_text(r, tb, "traceback.txt")
+            tracking.set_tags(c, r, {"ablab.error": msg[:5000]})
+            close(c, r, "FAILED", "failed")
+        return [TrialResult(r, "FAILED", "failed", error=msg) for r in run_ids]
+    finally:
+        _clear_session()
+    for res in results:
+        tracking.set_tags(c, res.run_id, {"ablab.outcome": res.outcome})
+        c.set_terminated(res.run_id, "FINISHED")
+    return results
 
 
 @contextlib.contextmanager

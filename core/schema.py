@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.dicts import flatten
 
@@ -99,6 +99,16 @@ class TrainConfig(Section):
     class_weight: Literal["none", "balanced"] = "none"
     deterministic: Literal["strict", "fast"] = "strict"
     mixed_precision: bool = False
+    # Seeds trained together as towers of one model (core/pack.py); auto: by model size and
+    # device. Part of a trial's identity: packing changes the random streams.
+    pack: int | Literal["auto"] = Field(1, description="seeds per packed model, or auto")
+
+    @field_validator("pack")
+    @classmethod
+    def _pack(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 256:
+            raise ValueError(f"pack must be between 1 and 256 (got {v}), or auto")
+        return v
 
 
 class EvalConfig(Section):

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 
 def quiet_tensorflow() -> None:
+    """Set TensorFlow's environment and import it. oneDNN stays on: with op determinism it
+    gave bitwise-identical weights across processes here and trains ten_seed_baseline 1.58x
+    faster (bench/onednn.py, bench/pack.py; BENCHMARKS.md). Its load-time C++ banner ("oneDNN
+    custom operations are on", printed before TF's log level applies) is kept off stderr."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def silence_tf_python_logs() -> None:

@@ -71,13 +71,18 @@ def jit_compile(exp: Experiment) -> bool | str:
 
 
 def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float = 1.0,
-                  epochs: int | None = None) -> None:
+                  epochs: int | None = None, outputs: int = 1) -> None:
+    """`outputs` > 1: a packed model (core/pack.py), one loss and accuracy per tower; the
+    loss minimised is their sum."""
     import keras
+
+    def loss():
+        return keras.losses.CategoricalCrossentropy(label_smoothing=exp.train.label_smoothing)
 
     model.compile(
         optimizer=make_optimizer(exp.train, steps_per_epoch, lr_scale, epochs),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=exp.train.label_smoothing),
-        metrics=["accuracy"],
+        loss=loss() if outputs == 1 else [loss() for _ in range(outputs)],
+        metrics=["accuracy"] if outputs == 1 else [["accuracy"] for _ in range(outputs)],
         jit_compile=jit_compile(exp),
     )
 

@@ -17,7 +17,7 @@ os.environ.setdefault("ABLAB_BEST_DIR", tempfile.mkdtemp(prefix="ablab-best-"))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("ABLAB_STORAGE", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 # Downloads fail fast and for certain (an unreachable proxy): tests of the offline paths must
 # not depend on whether this machine happens to be online.

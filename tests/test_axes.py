@@ -85,6 +85,7 @@ def _stages(exp, seed: int = 0):
     callbacks, XLA, plan), then the numbers of two training steps and a TTA prediction."""
     import keras
 
+    from core import pack
     from core.data import load_dataset, to_tf
     from core.models import BACKBONES, build_model
     from core.pretrain import source
@@ -113,6 +114,7 @@ def _stages(exp, seed: int = 0):
         model.run_eagerly = True  # two steps do not repay tracing a graph
         opt = model.optimizer.get_config()
         yield ("training", json.dumps(opt, sort_keys=True, default=str), jit_compile(exp),
+               pack.plan(exp),
                [(type(cb).__name__, getattr(cb, "patience", None))
                 for cb in callbacks(exp.train, None, [])],
                exp.train.epochs * steps, exp.model.finetune_lr_factor if two_phase else None)

@@ -14,7 +14,7 @@ from rich.table import Table
 from core import tracking
 from core.ablation.adaptive import Replay, replay
 from core.ablation.spec import Ablation, Variant, expand
-from core.runner import run_trial
+from core.runner import run_pack, run_trial
 from core.stats import aggregate
 from core.study import record
 from core.study.coordinator import Study
@@ -251,19 +251,50 @@ class AblationHandler:
         self.cache: dict = {}
 
     def run(self, job: Job) -> str:
-        trial = Trial.from_attrs(job.attrs)
-        trial = trial.replace(tags={**trial.tags, **job_tags(job, trial.study)})
-        exp_id = tracking.get_or_create_experiment(self.c, trial.study)
-        done = record.finished_run(self.c, exp_id, trial.hash)
-        if done is not None:
-            self.queue.finish(job, done.tags.get("ablab.outcome", "ok"),
-                              done.metrics.get(self.metric), done.run_id)
+        """One trial, or with `train.pack: K` a pack: this trial and up to K - 1 queued
+        trials of the same config (other seeds), claimed now and trained together."""
+        k = pack_size(Trial.from_attrs(job.attrs))
+        jobs = [job, *self.queue.claim_like(job, k - 1)] if k > 1 else [job]
+        todo = []
+        for j in jobs:
+            trial = Trial.from_attrs(j.attrs)
+            trial = trial.replace(tags={**trial.tags, **job_tags(j, trial.study)})
+            exp_id = tracking.get_or_create_experiment(self.c, trial.study)
+            done = record.finished_run(self.c, exp_id, trial.hash)
+            if done is not None:
+                self.queue.finish(j, done.tags.get("ablab.outcome", "ok"),
+                                  done.metrics.get(self.metric), done.run_id)
+                continue
+            record.close_lost_attempts(self.c, exp_id, {"ablab.trial_hash": trial.hash},
+                                       j.number)
+            todo.append((j, trial))
+        if not todo:
             return "skipped"
-        record.close_lost_attempts(self.c, exp_id, {"ablab.trial_hash": trial.hash},
-                                   job.number)
-        with claimed(self.queue, job):
-            res = run_trial(trial, c=self.c, cache=self.cache)
-        self.queue.finish(job, res.outcome, res.metrics.get(self.metric), res.run_id)
+        with claimed(self.queue, *(j for j, _ in todo)):
+            if len(todo) == 1:
+                results = [run_trial(todo[0][1], c=self.c, cache=self.cache)]
+            else:
+                results = run_pack([t for _, t in todo], c=self.c, cache=self.cache)
+        for (j, _), res in zip(todo, results, strict=True):
+            self.queue.finish(j, res.outcome, res.metrics.get(self.metric), res.run_id)
+        trial = todo[0][1]
         if trial.parent_run_id:
             record.update_parent(self.c, exp_id, trial.parent_run_id, self.metric)
-        return res.outcome
+        return results[0].outcome
+
+
+def pack_size(trial: Trial) -> int:
+    """How many seeds to train with this one; says in the worker's log when a config asks
+    for packing and cannot have it."""
+    from core import pack
+
+    if trial.exp.train.pack == 1:
+        return 1
+    why = pack.unpackable(trial.exp)
+    if why:
+        print(f"train.pack={trial.exp.train.pack} for {trial.run_name}: running unpacked, "
+              f"since {why}", flush=True)
+        return 1
+    from core.seeding import device_name
+
+    return pack.size(trial.exp, device_name(), lambda: pack.n_params(trial.exp))

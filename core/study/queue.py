@@ -138,6 +138,7 @@ class Job:
     number: int
     attrs: dict[str, Any]
     params: dict[str, Any]
+    who: str = ""  # the worker that claimed it
 
 
 class Queue:
@@ -214,17 +215,37 @@ class Queue:
     def claim(self, who: str) -> Job | None:
         """Optuna's claiming: only one caller wins WAITING -> RUNNING for a trial."""
         for t in self.trials((TrialState.WAITING,)):
-            tid = self.trial_id(t)
-            try:
-                if not self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):
-                    continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-            if self.has_heartbeat:
-                self.storage.record_heartbeat(tid)
-            self.storage.set_trial_user_attr(tid, "worker", who)
-            return Job(tid, t.number, dict(t.user_attrs), dict(t.params))
+            job = self._take(t, who)
+            if job is not None:
+                return job
         return None
+
+    def claim_like(self, job: Job, n: int) -> list[Job]:
+        """Up to `n` more WAITING trials with `job`'s pack key (its config, other seeds), each
+        won through the same WAITING -> RUNNING as `claim`: a trial another worker took
+        first is simply not in this pack."""
+        key = job.attrs.get("pack_key")
+        out: list[Job] = []
+        for t in self.trials((TrialState.WAITING,)) if key and n > 0 else []:
+            if t.user_attrs.get("pack_key") == key:
+                taken = self._take(t, job.who)
+                if taken is not None:
+                    out.append(taken)
+                    if len(out) == n:
+                        break
+        return out
+
+    def _take(self, t: FrozenTrial, who: str) -> Job | None:
+        tid = self.trial_id(t)
+        try:
+            if not self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                return None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None
+        if self.has_heartbeat:
+            self.storage.record_heartbeat(tid)
+        self.storage.set_trial_user_attr(tid, "worker", who)
+        return Job(tid, t.number, dict(t.user_attrs), dict(t.params), who)
 
     def finish(self, job: Job, outcome: str, value: float | None, run_id: str | None) -> None:
         """ok/collapsed -> COMPLETE with the metric; diverged -> PRUNED; failed/killed -> FAIL."""

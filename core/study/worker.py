@@ -116,19 +116,24 @@ def job_tags(job: Job, study: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def claimed(queue: Queue, job: Job):
-    """Heartbeats while a claimed trial runs. A worker stopped mid-trial (Ctrl-C, SIGTERM)
-    leaves it FAIL/killed, and the coordinator queues it again; an error of ours leaves it
-    FAIL/failed (not retried) and ends the worker with its traceback in the log."""
-    with queue.heartbeat(job.trial_id):
+def claimed(queue: Queue, *jobs: Job):
+    """Heartbeats while claimed trials run (one, or a pack). A worker stopped mid-trial
+    (Ctrl-C, SIGTERM) leaves them FAIL/killed, and the coordinator queues them again; an
+    error of ours leaves them FAIL/failed (not retried) and ends the worker with its
+    traceback in the log."""
+    with contextlib.ExitStack() as beats:
+        for job in jobs:
+            beats.enter_context(queue.heartbeat(job.trial_id))
         try:
             yield
         except Exception:
-            queue.finish(job, "failed", None, None)
+            for job in jobs:
+                queue.finish(job, "failed", None, None)
             raise
         except BaseException:
             with shielded():
-                queue.finish(job, "killed", None, None)
+                for job in jobs:
+                    queue.finish(job, "killed", None, None)
             raise
 
 

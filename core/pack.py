@@ -1,0 +1,209 @@
+"""Seed packing: K trials that differ only in their seed, trained as K towers of one Keras
+model, so K small trainings cost one launch per step instead of K.
+
+Each tower is the model `build_model` makes for its seed (built after seeding with that seed:
+its own initialization, augmentation and dropout streams, its own BatchNorm statistics), fed
+its own seeded shuffle of the training data. The loss is the sum of the towers' losses; no
+weight is shared, and the optimizers in use keep per-variable state, so each tower's gradient
+and update are its own. Per tower: early stopping with best-weights restore, divergence (a
+tower whose loss is NaN is recorded as diverged; its neighbours go on), the epoch history.
+Afterwards each tower is a standalone Keras model and is evaluated and logged exactly as an
+unpacked trial.
+
+A config whose training couples the towers runs unpacked, with the reason in the log:
+`unpackable` says which (one optimizer's learning rate lowered on a plateau, Keras class
+weights on a multi-output model, float16 loss scaling skipping a step for all towers,
+two-phase fine-tuning, a data split per seed).
+
+Layout: separate towers in one graph. `bench/pack.py` measured it against grouped
+convolutions on the CPU (BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from core.schema import Experiment
+
+# `train.pack: auto`: as many towers as fit a parameter budget per device, capped.
+AUTO_BUDGET = {"cpu": 2_000_000, "gpu": 50_000_000}
+AUTO_CAP = {"cpu": 10, "gpu": 32}
+
+
+def unpackable(exp: Experiment) -> str | None:
+    """Why this config cannot be packed (it then runs unpacked), or None."""
+    t = exp.train
+    if t.lr_schedule == "reduce_on_plateau":
+        return ("lr_schedule=reduce_on_plateau lowers one optimizer's learning rate for all "
+                "towers at once")
+    if t.class_weight != "none":
+        return "Keras does not apply class weights to a multi-output model"
+    if t.mixed_precision:
+        return "mixed precision's loss scaling would skip a step for every tower when one overflows"
+    if exp.model.pretrained and exp.model.head_epochs > 0:
+        return "two-phase fine-tuning recompiles the model between its phases"
+    if exp.data.vary_split_with_seed:
+        return "data.vary_split_with_seed gives each seed its own split"
+    return None
+
+
+def size(exp: Experiment, device: str = "cpu", n_params: Callable[[], int] | None = None) -> int:
+    """How many seeds a worker trains together for this config (1: unpacked)."""
+    if unpackable(exp) is not None:
+        return 1
+    k = exp.train.pack
+    if k != "auto":
+        return int(k)
+    kind = "cpu" if device == "cpu" else "gpu"
+    params = n_params() if n_params else 100_000
+    return max(1, min(AUTO_CAP[kind], AUTO_BUDGET[kind] // max(1, params)))
+
+
+def n_params(exp: Experiment, n_classes: int = 10) -> int:
+    """The model's parameter count, from a throwaway build (for `auto`)."""
+    import keras
+
+    from core.models import build_model
+
+    shape = (exp.data.image_size, exp.data.image_size, exp.data.channels)
+    n = build_model(exp, shape, n_classes).count_params()
+    keras.backend.clear_session(free_memory=False)
+    return n
+
+
+def plan(exp: Experiment) -> tuple[object, str | None]:
+    """What packing does with this config (part of what `train.pack` changes)."""
+    return exp.train.pack, unpackable(exp)
+
+
+@dataclass
+class TowerFit:
+    """One tower's training, shaped like `core.train.FitResult` for the runner."""
+
+    model: object
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch_times: list[float] = field(default_factory=list)
+    train_time_s: float = 0.0
+    stopped_epoch: int | None = None
+    diverged: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+
+def _keys(tower: str) -> dict[str, str]:
+    """A single model's log keys -> the packed model's keys for one tower (Keras prefixes
+    each output's metrics with its name: `tower_3_loss`, `val_tower_3_accuracy`)."""
+    return {"loss": f"{tower}_loss", "accuracy": f"{tower}_accuracy",
+            "val_loss": f"val_{tower}_loss", "val_accuracy": f"val_{tower}_accuracy"}
+
+
+def _tower_callback(towers: list, fits: list[TowerFit], sinks: Sequence, patience: int):
+    import keras
+
+    class Towers(keras.callbacks.Callback):
+        """Per tower: its epoch row (to its own MLflow run), divergence, early stopping with
+        best-weights restore. Training ends when every tower is done."""
+
+        def __init__(self):
+            super().__init__()
+            k = len(towers)
+            self.done = [False] * k
+            self.best = [math.inf] * k
+            self.wait = [0] * k
+            self.best_weights: list = [None] * k
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            dt = (time.perf_counter() - self._t0) / len(towers)
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            for k, fit in enumerate(fits):
+                if self.done[k]:
+                    continue
+                row = {key: float(logs[name]) for key, name in _keys(towers[k].name).items()
+                       if name in logs}
+                for key, v in row.items():
+                    fit.history.setdefault(key, []).append(v)
+                fit.epoch_times.append(dt)
+                if sinks[k]:
+                    sinks[k](epoch, {**row, "lr": lr, "epoch_time_s": dt})
+                if not all(math.isfinite(v) for v in row.values()):
+                    fit.diverged, self.done[k] = True, True
+                    continue
+                if patience:
+                    self._early_stopping(k, epoch, row.get("val_loss", math.inf))
+            if all(self.done):
+                self.model.stop_training = True
+
+        def _early_stopping(self, k: int, epoch: int, val_loss: float) -> None:
+            """As keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True)
+            does for one model."""
+            self.wait[k] += 1
+            if val_loss < self.best[k]:
+                self.best[k], self.wait[k] = val_loss, 0
+                self.best_weights[k] = towers[k].get_weights()
+                return
+            if self.wait[k] >= patience and epoch > 0:
+                fits[k].stopped_epoch, self.done[k] = epoch, True
+
+        def on_train_end(self, logs=None):
+            for k, w in enumerate(self.best_weights):
+                if w is not None and not fits[k].diverged:
+                    towers[k].set_weights(w)
+
+    return Towers()
+
+
+def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | None = None,
+               ) -> list[TowerFit]:
+    """Train one tower per seed in one model; returns each tower's fit."""
+    import keras
+    import tensorflow as tf
+
+    from core.data import to_tf
+    from core.models import build_model
+    from core.optim import SCHEDULES
+    from core.seeding import seed_everything
+    from core.signals import keras_callback
+    from core.train import compile_model
+
+    if unpackable(exp):
+        raise ValueError(f"this config cannot be packed: {unpackable(exp)}")
+    towers = []
+    for k, seed in enumerate(seeds):
+        seed_everything(seed, exp.train.deterministic)  # the tower's init and random layers
+        tower = build_model(exp, data.input_shape, data.n_classes)
+        tower.name = f"tower_{k}"
+        towers.append(tower)
+    inputs = [keras.Input(data.input_shape, name=f"image_{k}") for k in range(len(seeds))]
+    packed = keras.Model(inputs, [t(x) for t, x in zip(towers, inputs, strict=True)],
+                         name="packed")
+    bs = exp.train.batch_size
+    steps = -(-len(data.y_train) // bs)
+    compile_model(packed, exp, steps, outputs=len(seeds))
+
+    def zipped(split: list) -> object:
+        return tf.data.Dataset.zip(tuple(split)).map(
+            lambda *pairs: (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
+
+    train = zipped([to_tf(data.x_train, data.y_train, data.n_classes, bs, s, shuffle=True)
+                    for s in seeds])
+    val_one = to_tf(data.x_val, data.y_val, data.n_classes, bs, None, shuffle=False)
+    val = zipped([val_one] * len(seeds))
+    fits = [TowerFit(t) for t in towers]
+    cbs = [_tower_callback(towers, fits, list(sinks or [None] * len(seeds)),
+                           exp.train.early_stopping_patience), keras_callback(),
+           *SCHEDULES[exp.train.lr_schedule].callbacks(exp.train)]
+    t0 = time.perf_counter()
+    packed.fit(train, validation_data=val, epochs=exp.train.epochs, verbose=0, shuffle=False,
+               callbacks=cbs)
+    total = time.perf_counter() - t0
+    for f in fits:
+        f.train_time_s = total / len(seeds)
+    return fits
