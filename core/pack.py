@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.schema import Experiment
+from core.train import FitResult
 
 # `train.pack: auto`: as many towers as fit a parameter budget per device, capped.
 AUTO_BUDGET = {"cpu": 2_000_000, "gpu": 50_000_000}
@@ -79,19 +80,11 @@ def plan(exp: Experiment) -> tuple[object, str | None]:
 
 
 @dataclass
-class TowerFit:
-    """One tower's training, shaped like `core.train.FitResult` for the runner."""
+class TowerFit(FitResult):
+    """One tower's training, what the runner records for an unpacked fit and more."""
 
-    model: object
-    history: dict[str, list[float]] = field(default_factory=dict)
-    epoch_times: list[float] = field(default_factory=list)
-    train_time_s: float = 0.0
     stopped_epoch: int | None = None
     diverged: bool = False
-
-    @property
-    def epochs_run(self) -> int:
-        return len(self.history.get("loss", []))
 
 
 def _keys(tower: str) -> dict[str, str]:

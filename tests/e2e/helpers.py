@@ -1,6 +1,10 @@
 """What the study flows share: a store per test, the `ablab run` arguments, and looks into
 MLflow."""
 
+import os
+import signal
+import subprocess
+
 from mlflow import MlflowClient
 
 from tests.conftest import migrated_store
@@ -43,3 +47,16 @@ def assert_each_trial_finished_once(uri, n, name=STUDY):
     assert len({r.data.tags["ablab.trial_hash"] for r in finished}) == n
     assert not running(uri, name)
     return runs
+
+
+def kill_a_worker(proc, storage) -> str:
+    """SIGKILL one worker of a running study; its coordinator `proc` must notice, restart it
+    and still succeed. Returns the coordinator's output."""
+    pids = subprocess.run(["pgrep", "-f", f"core.cli worker .* --storage {storage}"],
+                          capture_output=True, text=True).stdout.split()
+    assert pids, "no worker process found"
+    os.kill(int(pids[0]), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "exited with" in out  # the coordinator noticed
+    return out

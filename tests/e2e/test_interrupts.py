@@ -14,6 +14,7 @@ from tests.conftest import ROOT, run_cli
 from tests.e2e.helpers import (
     STUDY,
     assert_each_trial_finished_once,
+    kill_a_worker,
     run_args,
     running,
     store,
@@ -88,12 +89,7 @@ def test_a_dead_worker_is_restarted_and_its_trial_retried(tmp_path):
     s = store(tmp_path)
     proc = _spawn(s, seeds="2")
     _wait_finished(s["uri"], 1, proc)
-    pids = _workers_of(s["storage"])
-    assert pids, "no worker process found"
-    os.kill(pids[0], signal.SIGKILL)
-    stdout, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stdout
-    assert "exited with" in stdout  # the coordinator noticed
+    kill_a_worker(proc, s["storage"])
     assert_each_trial_finished_once(s["uri"], 6)
 
 

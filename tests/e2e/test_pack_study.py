@@ -3,7 +3,6 @@ requeued, each finishes exactly once after the restart, and a packed trial run h
 form (metrics, params, tags, artifacts) as an unpacked one."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, run_cli
-from tests.e2e.helpers import store, trial_runs
+from tests.e2e.helpers import kill_a_worker, store, trial_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -44,13 +43,7 @@ def test_a_killed_packed_worker_leaves_its_pack_requeued(tmp_path):
         time.sleep(0.2)
     else:
         raise AssertionError("the pack never started")
-    pids = subprocess.run(["pgrep", "-f", f"core.cli worker .* --storage {s['storage']}"],
-                          capture_output=True, text=True).stdout.split()
-    assert pids
-    os.kill(int(pids[0]), signal.SIGKILL)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    assert "exited with" in out  # the coordinator noticed and restarted it
+    kill_a_worker(proc, s["storage"])
     runs = trial_runs(s["uri"], STUDY)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert sorted(int(r.data.tags["ablab.seed"]) for r in finished) == [0, 1, 2, 3]

@@ -15,6 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT, migrated_store, run_cli
+from tests.e2e.helpers import kill_a_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -109,13 +110,7 @@ def test_a_killed_search_worker_is_restarted_and_the_count_reached(tmp_path):
                    "--per-gpu", "2", "--tracking-uri", uri, "--storage", journal], env)
     _wait(lambda: os.path.exists(journal) and len(_settled(journal, "architecture")) >= 1,
           proc)
-    pids = subprocess.run(["pgrep", "-f", f"core.cli worker .* --storage {journal}"],
-                          capture_output=True, text=True).stdout.split()
-    assert pids
-    os.kill(int(pids[0]), signal.SIGKILL)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    assert "exited with" in out
+    kill_a_worker(proc, journal)
     settled = _settled(journal, "architecture")
     assert len(settled) == 5 and len({t.number for t in settled}) == 5
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in settled)
