@@ -3,6 +3,7 @@ tracking store and an Optuna storage) and `ablab doctor` (versions, GPUs, stores
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
@@ -130,9 +131,10 @@ def _version(module: str) -> str:
 
 def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
     from core.paths import MLRUNS_DIR, default_storage
-    from core.seeding import quiet_tensorflow
+    from core.seeding import import_tensorflow
 
-    quiet_tensorflow()
+    with contextlib.suppress(Exception):  # a broken install is reported below, by module
+        import_tensorflow()
     checks = [Check("Python", sys.version.split()[0], sys.version_info >= (3, 10),
                     "use Python 3.10 or newer")]
     for module, fix in (("tensorflow", "make setup (installs tensorflow-cpu, or tensorflow "

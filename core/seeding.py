@@ -8,12 +8,17 @@ import sys
 
 
 def quiet_tensorflow() -> None:
-    """Set TensorFlow's environment and import it. oneDNN stays on: with op determinism it
-    gave bitwise-identical weights across processes here and trains ten_seed_baseline 1.58x
-    faster (bench/onednn.py, bench/pack.py; BENCHMARKS.md). Its load-time C++ banner ("oneDNN
-    custom operations are on", printed before TF's log level applies) is kept off stderr."""
+    """TensorFlow's environment, before it is imported. oneDNN stays on: with op determinism
+    it gave bitwise-identical weights across processes here and trains ten_seed_baseline
+    1.58x faster (bench/onednn.py, bench/pack.py; BENCHMARKS.md)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow in that environment, its load-time C++ banner ("oneDNN custom
+    operations are on", printed before TF's log level applies) kept off stderr."""
+    quiet_tensorflow()
     if "tensorflow" in sys.modules:
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)

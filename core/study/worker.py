@@ -29,11 +29,9 @@ HandlerFactory = Callable[[Queue, Any, dict[str, Any]], Handler]
 
 
 def start_tensorflow() -> None:
-    from core.seeding import configure_gpus, quiet_tensorflow, silence_tf_python_logs
+    from core.seeding import configure_gpus, import_tensorflow, silence_tf_python_logs
 
-    quiet_tensorflow()
-    import tensorflow  # noqa: F401  (imported once, up front)
-
+    import_tensorflow()  # once, up front
     silence_tf_python_logs()
     cap = os.environ.get("ABLAB_GPU_MEMORY_MB")
     configure_gpus(int(cap) if cap and cap.isdigit() else None)
