@@ -166,8 +166,9 @@ def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | No
     from core.signals import keras_callback
     from core.train import compile_model
 
-    if unpackable(exp):
-        raise ValueError(f"this config cannot be packed: {unpackable(exp)}")
+    why = unpackable(exp)
+    if why:
+        raise ValueError(f"this config cannot be packed: {why}")
     towers = []
     for k, seed in enumerate(seeds):
         seed_everything(seed, exp.train.deterministic)  # the tower's init and random layers

@@ -170,6 +170,7 @@ def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | 
 
     from core.pack import fit_packed
 
+    cache = {} if cache is None else cache  # the towers share one split: loaded once
     try:
         data = [_open(t, c, r, cache) for t, r in zip(trials, run_ids, strict=True)][0]
         sinks = [lambda epoch, row, r=r: tracking.log_metrics(c, r, row, step=epoch)
@@ -207,57 +208,47 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: l
     """Open a run, train, record. Exceptions end the run FAILED (traceback attached);
     Ctrl-C ends it KILLED and propagates, so nothing stays RUNNING. `keep_backbone`: log the
     trained backbone as an MLflow model (pretraining runs)."""
-    from core.seeding import quiet_tensorflow
+    from core.seeding import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow()
     c = c or tracking.client(tracking_uri)
     experiment_id = tracking.get_or_create_experiment(c, trial.study)
     run_id = start_run(trial, c, experiment_id)
-    try:
-        with signals.protected():  # Ctrl-C/SIGTERM stop it at the next batch boundary
-            res = execute(trial, c, run_id, cache, list(callbacks), keep_backbone)
-    except (KeyboardInterrupt, SystemExit):
-        with shielded():
-            close(c, run_id, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
-        raise
-    except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
-        tb = traceback.format_exc()
-        c.log_text(run_id, tb, "traceback.txt")
-        tracking.set_tags(c, run_id, {"ablab.error": f"{type(err).__name__}: {err}"[:5000]})
-        close(c, run_id, "FAILED", "failed")
-        return TrialResult(run_id, "FAILED", "failed", error=f"{type(err).__name__}: {err}")
-    finally:
-        _clear_session()
-    tracking.set_tags(c, run_id, {"ablab.outcome": res.outcome})
-    c.set_terminated(run_id, "FINISHED")
-    return res
+    return _recorded(c, [run_id], lambda: [
+        execute(trial, c, run_id, cache, list(callbacks), keep_backbone)])[0]
 
 
 def run_pack(trials: list[Trial], c, cache: DataCache | None = None) -> list[TrialResult]:
     """Several trials that differ only in their seed, trained together; each has its own
-    run from start to end, tagged `ablab.pack`. An error fails every run of the pack (each
-    with the traceback); Ctrl-C ends every one KILLED."""
-    from core.seeding import quiet_tensorflow
+    run from start to end, tagged `ablab.pack`."""
+    from core.seeding import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow()
     experiment_id = tracking.get_or_create_experiment(c, trials[0].study)
     run_ids = [start_run(t.replace(tags={**t.tags, "ablab.pack": len(trials)}), c,
                          experiment_id) for t in trials]
+    return _recorded(c, run_ids, lambda: execute_pack(trials, c, run_ids, cache))
+
+
+def _recorded(c, run_ids: list[str], work) -> list[TrialResult]:
+    """Run `work` (training into these open runs) and end every run: FINISHED with its
+    outcome; FAILED with the traceback when it raises (the study goes on); KILLED on Ctrl-C
+    or SIGTERM, which propagate, so nothing stays RUNNING."""
     try:
-        with signals.protected():
-            results = execute_pack(trials, c, run_ids, cache)
+        with signals.protected():  # Ctrl-C/SIGTERM stop it at the next batch boundary
+            results = work()
     except (KeyboardInterrupt, SystemExit):
         with shielded():
             for r in run_ids:
-                close(c, r, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
+                tracking.close_run(c, r, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
         raise
-    except Exception as err:  # noqa: BLE001 - recorded on every run of the pack
+    except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
         tb = traceback.format_exc()
         msg = f"{type(err).__name__}: {err}"
         for r in run_ids:
             c.log_text(r, tb, "traceback.txt")
             tracking.set_tags(c, r, {"ablab.error": msg[:5000]})
-            close(c, r, "FAILED", "failed")
+            tracking.close_run(c, r, "FAILED", "failed")
         return [TrialResult(r, "FAILED", "failed", error=msg) for r in run_ids]
     finally:
         _clear_session()
@@ -280,15 +271,6 @@ def shielded():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def close(c, run_id: str, status: str, outcome: str, why: str | None = None) -> None:
-    """End a run with its outcome tag (and why, when something else ended it)."""
-    try:
-        tracking.set_tags(c, run_id, {"ablab.outcome": outcome,
-                                      **({"ablab.end_reason": why} if why else {})})
-    finally:
-        c.set_terminated(run_id, status)
 
 
 def _clear_session() -> None:

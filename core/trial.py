@@ -64,21 +64,17 @@ class Trial:
     def run_name(self) -> str:
         return f"{self.variant or self.exp.name} seed={self.seed}"
 
-    @property
-    def pack_key(self) -> str:
-        """Equal for trials that differ only in their seed: they may be trained together
-        (`train.pack`)."""
-        blob = json.dumps([self.exp.model_dump(mode="json"), self.study, self.variant,
-                           self.parent_run_id, self.weights_uri], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
     def to_attrs(self) -> dict[str, Any]:
-        """Everything a worker anywhere needs, as JSON values (Optuna trial user attrs)."""
+        """Everything a worker anywhere needs, as JSON values (Optuna trial user attrs).
+        `pack_key` is equal for trials that differ only in their seed: they may be trained
+        together (`train.pack`)."""
+        config = json.dumps(self.exp.model_dump(mode="json"))
+        blob = json.dumps([config, self.study, self.variant, self.parent_run_id,
+                           self.weights_uri])
         return {"trial_hash": self.hash, "seed": self.seed, "study": self.study,
                 "variant": self.variant, "parent_run_id": self.parent_run_id,
-                "weights_uri": self.weights_uri, "tags": dict(self.tags),
-                "config": json.dumps(self.exp.model_dump(mode="json")),
-                "pack_key": self.pack_key}
+                "weights_uri": self.weights_uri, "tags": dict(self.tags), "config": config,
+                "pack_key": hashlib.sha256(blob.encode()).hexdigest()[:16]}
 
     @classmethod
     def from_attrs(cls, a: Mapping[str, Any]) -> Trial:

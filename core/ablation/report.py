@@ -415,13 +415,24 @@ def adaptive_replay(runs: pd.DataFrame, ab, expected: list, metric: str, directi
     plan = ab.seed_plan() if ab is not None and metric == ab.metric else None
     if plan is None or runs.empty:
         return None
+    names = list(dict.fromkeys([t.variant for t in expected] or runs["variant"]))
+    return replay_runs(runs, names, baseline_name(runs), plan, metric, direction, delta,
+                       missing_as)
+
+
+def replay_runs(runs: pd.DataFrame, names: list[str], baseline: str, plan,
+                metric: str, direction: str = "maximize", delta: float | None = None,
+                missing_as: str = "chance"):
+    """Adaptive seeds' rule on a study's trial runs (one row per run, as `load_runs` gives),
+    their seeds counted as the report counts them (`missing_as`)."""
     from core.ablation.adaptive import replay
 
-    vals = seed_values(runs, metric, direction, missing_as)
-    done = runs[runs["status"].isin(["FINISHED", "FAILED"])]
-    ran = set(zip(done["variant"], done["seed"].astype(int), strict=True))
-    names = list(dict.fromkeys([t.variant for t in expected] or runs["variant"]))
-    return replay(vals, ran, names, baseline_name(runs), plan, direction, delta)
+    done = runs[runs["status"].isin(["FINISHED", "FAILED"])] if len(runs) else runs
+    ran = set(zip(done["variant"], done["seed"].astype(int), strict=True)) if len(done) \
+        else set()
+    vals = seed_values(runs, metric, direction, missing_as) if ran else pd.DataFrame(
+        columns=["variant", "seed", "value"])
+    return replay(vals, ran, names, baseline, plan, direction, delta)
 
 
 def expected_trials(ab) -> list:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import tracking
-from core.ablation.adaptive import Replay, replay
+from core.ablation.adaptive import Replay
 from core.ablation.spec import Ablation, Variant, expand
 from core.runner import run_pack, run_trial
 from core.stats import aggregate
@@ -101,20 +101,17 @@ class AblationStudy(Study):
         """The sequential rule on what reached MLflow: a pure function of the store."""
         import pandas as pd
 
-        from core.ablation.report import seed_values
+        from core.ablation.report import replay_runs
 
         of = {t.hash: t for t in self.trials}
-        rows = [{"variant": of[r.hash].variant, "seed": of[r.hash].seed, "status": r.status,
-                 "start_time": r.run.info.start_time,
-                 "outcome": r.tags.get("ablab.outcome"), **r.metrics}
-                for r in runs if r.hash in of]
-        ran = {(x["variant"], x["seed"]) for x in rows if x["status"] in ("FINISHED", "FAILED")}
-        vals = seed_values(pd.DataFrame(rows), self.ab.metric, self.ab.direction,
-                           self.ab.missing_as) if ran else pd.DataFrame(
-            columns=["variant", "seed", "value"])
+        rows = pd.DataFrame([{"variant": of[r.hash].variant, "seed": of[r.hash].seed,
+                              "status": r.status, "start_time": r.run.info.start_time,
+                              "outcome": r.tags.get("ablab.outcome"), **r.metrics}
+                             for r in runs if r.hash in of])
         base = next(v.name for v in self.variants if v.is_baseline)
-        return replay(vals, ran, [v.name for v in self.variants], base, self.seed_plan,
-                      self.ab.direction, self.ab.delta)
+        return replay_runs(rows, [v.name for v in self.variants], base, self.seed_plan,
+                           self.ab.metric, self.ab.direction, self.ab.delta,
+                           self.ab.missing_as)
 
     def table(self, queue: Queue) -> Table:
         variant_of = {t.hash: t.variant for t in self.trials}
@@ -253,11 +250,12 @@ class AblationHandler:
     def run(self, job: Job) -> str:
         """One trial, or with `train.pack: K` a pack: this trial and up to K - 1 queued
         trials of the same config (other seeds), claimed now and trained together."""
-        k = pack_size(Trial.from_attrs(job.attrs))
+        first = Trial.from_attrs(job.attrs)
+        k = pack_size(first)
         jobs = [job, *self.queue.claim_like(job, k - 1)] if k > 1 else [job]
         todo = []
         for j in jobs:
-            trial = Trial.from_attrs(j.attrs)
+            trial = first if j is job else Trial.from_attrs(j.attrs)
             trial = trial.replace(tags={**trial.tags, **job_tags(j, trial.study)})
             exp_id = tracking.get_or_create_experiment(self.c, trial.study)
             done = record.finished_run(self.c, exp_id, trial.hash)

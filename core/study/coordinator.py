@@ -136,8 +136,7 @@ class Study(ABC):
             self.prepare(queue, c, exp_id)
             queue.set_meta({"kind": self.kind, "study": self.name, "metric": self.spec.metric,
                             "direction": self.spec.direction, **self.meta()})
-            self.plan = self._enqueue(queue, self.pending(queue, c, exp_id, at_start=True),
-                                      at_start=True)
+            self._enqueue(queue, c, exp_id, at_start=True)
         except BaseException:
             pool.interrupt()
             raise
@@ -211,9 +210,11 @@ class Study(ABC):
 
     # -- the queue ----------------------------------------------------------------------------
 
-    def _enqueue(self, queue: Queue, items: dict[str, dict], at_start: bool) -> Plan:
+    def _enqueue(self, queue: Queue, c, exp_id: str, at_start: bool) -> None:
         """Enqueue each pending item that has no live trial, unless it was lost
-        MAX_ATTEMPTS times (its worker kept dying: given up and reported)."""
+        MAX_ATTEMPTS times (its worker kept dying: given up and reported); the plan says
+        what this run is responsible for."""
+        items = self.pending(queue, c, exp_id, at_start)
         plan = Plan(given_up=list(self.plan.given_up))
         by_key = queue.by_key()
         for key, attrs in items.items():
@@ -233,7 +234,7 @@ class Study(ABC):
         else:
             plan.keys = list(dict.fromkeys(self.plan.keys + plan.keys))
             plan.done = self.plan.done
-        return plan
+        self.plan = plan
 
     @abstractmethod
     def total_items(self) -> int:
@@ -275,9 +276,7 @@ class Study(ABC):
                                               TrialState.FAIL)))
                         if n != ended:  # a look may be possible: enqueue its next block
                             ended = n
-                            self.plan = self._enqueue(
-                                queue, self.pending(queue, c, exp_id, at_start=False),
-                                at_start=False)
+                            self._enqueue(queue, c, exp_id, at_start=False)
                     state = self.states(queue)
                     done = sum(s in ("done", "failed") for s in state.values())
                     display.update(done, sum(s == "failed" for s in state.values()),
@@ -310,7 +309,6 @@ class Study(ABC):
                                f"{w.proc.returncode}; see {w.log}[/]")
         if not queue.has_heartbeat:
             self.recover(queue, c, exp_id, pool.live_ids())
-            self.plan = self._enqueue(queue, self.pending(queue, c, exp_id, at_start=False),
-                                      at_start=False)
+            self._enqueue(queue, c, exp_id, at_start=False)
         if pool.crash_looping():
             raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")

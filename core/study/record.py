@@ -58,9 +58,8 @@ def kill_stale_runs(c, experiment_id: str, running: set[int]) -> int:
         number = r.data.tags.get(NUMBER)
         if number is None or int(number) in running:
             continue
-        tracking.set_tags(c, r.info.run_id, {"ablab.outcome": "killed", "ablab.end_reason":
-                                             "its worker stopped or died mid-trial"})
-        c.set_terminated(r.info.run_id, "KILLED")
+        tracking.close_run(c, r.info.run_id, "KILLED", "killed",
+                           "its worker stopped or died mid-trial")
         n += 1
     return n
 
@@ -75,10 +74,8 @@ def close_lost_attempts(c, experiment_id: str, key: dict[str, str], number: int)
     for r in tracking.search(c, experiment_id, f):
         if r.data.tags.get(NUMBER) == str(number):
             continue
-        tracking.set_tags(c, r.info.run_id, {
-            "ablab.outcome": "killed", "ablab.end_reason": "its worker stopped (no heartbeat "
-            f"or process gone); retried as queue trial {number}"})
-        c.set_terminated(r.info.run_id, "KILLED")
+        tracking.close_run(c, r.info.run_id, "KILLED", "killed", "its worker stopped (no "
+                           f"heartbeat or process gone); retried as queue trial {number}")
         n += 1
     return n
 
