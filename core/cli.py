@@ -99,7 +99,7 @@ def pretrain(
     experiment: Annotated[str, typer.Argument(help="the source task, an experiment name/path")],
     tracking_uri: UriOpt = None,
 ) -> None:
-    """Train a source task once and log its backbone as an MLflow model (ablab.role=pretrain);
+    """Train a source task once and log its backbone as an MLflow model (a `pretrain` run);
     experiments use it with `model.weights: pretrain:<experiment>`.
 
     Example: ablab pretrain digits_0_4_pretrain"""
@@ -200,7 +200,9 @@ def run(
 
         write_report(ab.path, None, None, study.tracking_uri, console, quiet=True,
                      expected=study.trials)
-    if res.counts["failed"] or res.counts["missing"]:
+    from core.lifecycle import Outcome
+
+    if res.counts[Outcome.FAILED.value] or res.counts["missing"]:
         raise typer.Exit(1)
 
 
@@ -270,8 +272,8 @@ def worker(
 
 
 def _serve(name: str, storage: str, tracking_uri: str | None, wait: bool) -> int:
-    from core.ablation.study import AblationHandler
-    from core.search.strategy import SearchHandler
+    from core.ablation.handler import AblationHandler
+    from core.search.handler import SearchHandler
     from core.study.worker import serve
 
     return serve(name, storage, tracking_uri,
@@ -327,7 +329,8 @@ def report(
     plots embedded), summary.md, csv; also logged to MLflow.
 
     Example: ablab report augmentation_strength --metric test_macro_f1 --delta 0.01"""
-    from core.ablation.report import MISSING_AS, write_report
+    from core.ablation.analysis import MISSING_AS
+    from core.ablation.report import write_report
 
     if direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"--direction: {direction!r} is not maximize or minimize")
@@ -363,7 +366,9 @@ def list_(
         print(json.dumps(rows_json(rows), indent=2))
         return
     t = Table(title="ablab studies")
-    for col in ("study", "kind", "trials", "failed", "running", "decided", "best"):
+    from core.lifecycle import Outcome
+
+    for col in ("study", "kind", "trials", Outcome.FAILED.value, "running", "decided", "best"):
         t.add_column(col)
     for r in rows:
         best = r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else "")

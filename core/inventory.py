@@ -10,8 +10,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core import tracking
+from core import lifecycle, tracking
 from core.errors import ConfigError
+from core.lifecycle import Outcome, Role, role_filter, role_of
 
 VERDICTS = ("better", "worse", "equivalent")
 
@@ -70,23 +71,23 @@ def list_studies(tracking_uri: str | None, storage: str | None) -> list[StudyRow
     queued = _queue_totals(storage)
     rows = []
     for exp in c.search_experiments():
-        runs = tracking.search(c, exp.experiment_id, "tags.`ablab.role` != ''")
-        roles: dict[str, list] = {}
+        runs = tracking.search(c, exp.experiment_id, role_filter(None, "!="))
+        roles: dict[Role | None, list] = {}
         for r in runs:
-            roles.setdefault(r.data.tags.get("ablab.role"), []).append(r)
-        if "variant" not in roles and "search" not in roles:
+            roles.setdefault(role_of(r.data.tags), []).append(r)
+        if Role.VARIANT not in roles and Role.SEARCH not in roles:
             continue
-        trials = roles.get("trial", [])
-        done = sum(r.info.status == "FINISHED" for r in trials)
-        failed = sum(r.info.status == "FAILED" for r in trials)
+        trials = roles.get(Role.TRIAL, [])
+        done = sum(r.info.status == Outcome.OK.status for r in trials)
+        failed = sum(r.info.status == Outcome.FAILED.status for r in trials)
         running = sum(r.info.status == "RUNNING" for r in trials)
-        if "variant" in roles:
+        if Role.VARIANT in roles:
             kind = "ablation"
-            hashes = {r.data.tags.get("ablab.trial_hash") for r in trials}
+            hashes = {r.data.tags.get(lifecycle.TRIAL_HASH) for r in trials}
             total = max(queued.get(exp.name, (0, 0))[0], len(hashes))
-            parents = roles["variant"]
-            metric = parents[0].data.tags.get("ablab.metric", "test_accuracy")
-            verdicts = [p.data.tags.get(f"ablab.verdict_{metric}") for p in parents]
+            parents = roles[Role.VARIANT]
+            metric = parents[0].data.tags.get(lifecycle.METRIC, "test_accuracy")
+            verdicts = [p.data.tags.get(lifecycle.verdict_tag(metric)) for p in parents]
             compared = [v for v in verdicts if v]
             decided = f"{sum(v.startswith(VERDICTS) for v in compared)}/{len(compared)}"
             sign = -1 if "loss" in metric else 1
@@ -94,14 +95,14 @@ def list_studies(tracking_uri: str | None, storage: str | None) -> list[StudyRow
             scored = [(v, p) for v, p in scored if v is not None and not math.isnan(v)]
             best = max(scored, key=lambda vp: sign * vp[0]) if scored else None
             rows.append(StudyRow(exp.name, kind, done, total, failed, running, decided,
-                                 best[1].data.tags.get("ablab.variant", "") if best else "",
+                                 best[1].data.tags.get(lifecycle.VARIANT, "") if best else "",
                                  best[0] if best else None))
         else:
-            parent = roles["search"][0]
-            metric = parent.data.tags.get("ablab.metric", "")
+            parent = roles[Role.SEARCH][0]
+            metric = parent.data.tags.get(lifecycle.METRIC, "")
             value = parent.data.metrics.get(f"best_{metric}")
             total = max(queued.get(exp.name, (0, 0))[0], done + failed)
-            best_trial = parent.data.tags.get("optuna.best_trial", "")
+            best_trial = parent.data.tags.get(lifecycle.OPTUNA_BEST_TRIAL, "")
             rows.append(StudyRow(exp.name, "search", done, total, failed, running, "-",
                                  f"trial {best_trial}" if best_trial else "", value))
     return rows

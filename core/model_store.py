@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import tracking
+from core import lifecycle, tracking
 from core.errors import ConfigError
 
 _LOCAL: dict[str, str] = {}  # model URI -> downloaded folder (once per process)
@@ -19,7 +19,7 @@ def log_backbone(c, run_id: str, backbone) -> str:
     with mlflow.start_run(run_id=run_id):
         info = mlflow.keras.log_model(backbone, name="backbone",
                                       pip_requirements=["keras>=3", "tensorflow>=2.16"])
-    tracking.set_tags(c, run_id, {"ablab.model_uri": info.model_uri})
+    tracking.set_tags(c, run_id, {lifecycle.MODEL_URI: info.model_uri})
     return info.model_uri
 
 

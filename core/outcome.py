@@ -1,5 +1,5 @@
-"""Trial outcomes: ok, collapsed (its predictions carry no information about the labels),
-diverged (NaN/inf loss), failed (an exception; set by the runner).
+"""Which outcome a trained model has (core.lifecycle.Outcome): collapsed when its predictions
+carry no information about the labels, diverged on a NaN/inf loss, else ok.
 
 Collapsed, by two checks on the test predictions (`tests/test_outcome.py` simulates their
 error rates):
@@ -9,7 +9,7 @@ error rates):
   and predictions were independent (Cohen's kappa <= 0).
 A weak but real model (a 5-class model at 0.30, a 2-class model at 0.60, on 90 test images) is
 flagged at most ~3% of the time; a majority-heavy test set (81/9) does not make a good model
-"collapsed" because its accuracy is under the majority rate.
+collapsed because its accuracy is under the majority rate.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from core.lifecycle import Outcome
 
 CONCENTRATION = 0.95
 
@@ -50,9 +52,10 @@ def is_collapsed(y_true: np.ndarray, y_pred: np.ndarray) -> bool:
         or kappa(y_true, y_pred) <= 0
 
 
-def classify(losses: list[float], y_true: np.ndarray | None, y_pred: np.ndarray | None) -> str:
+def classify(losses: list[float], y_true: np.ndarray | None,
+             y_pred: np.ndarray | None) -> Outcome:
     if any(not math.isfinite(v) for v in losses):
-        return "diverged"
+        return Outcome.DIVERGED
     if y_true is not None and y_pred is not None and is_collapsed(y_true, y_pred):
-        return "collapsed"
-    return "ok"
+        return Outcome.COLLAPSED
+    return Outcome.OK

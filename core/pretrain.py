@@ -1,7 +1,7 @@
 """Offline transfer learning: `model.weights: pretrain:<experiment>` names a source task.
 
-The source is trained once, in a run of its own (experiment `ablab-pretrain`, tag
-`ablab.role=pretrain`) keyed by the hash of its config, and its backbone logged as an MLflow
+The source is trained once, in a run of its own (experiment `ablab-pretrain`, role
+`pretrain`) keyed by the hash of its config, and its backbone logged as an MLflow
 model; every later trial, study or worker that names the same source reuses it. Sources are
 resolved (read and hashed) once per study, before any trial is queued, and pretrained before
 any trial starts: a trial only ever receives the model URI.
@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core import tracking
+from core import lifecycle, tracking
 from core.config import load_experiment
 from core.errors import ConfigError
+from core.lifecycle import Role
 from core.schema import Experiment
 from core.trial import Trial, source_name, trial_hash
 
@@ -50,9 +51,9 @@ def find(c, source_hash: str) -> str | None:
         return None
     runs = tracking.search(
         c, e.experiment_id,
-        f"tags.`ablab.role` = 'pretrain' and tags.`ablab.pretrain_hash` = '{source_hash}'"
-        " and attributes.status = 'FINISHED'", max_results=1)
-    return runs[0].data.tags.get("ablab.model_uri") if runs else None
+        f"{lifecycle.role_filter(Role.PRETRAIN)} and tags.`{lifecycle.PRETRAIN_HASH}` = "
+        f"'{source_hash}' and attributes.status = 'FINISHED'", max_results=1)
+    return runs[0].data.tags.get(lifecycle.MODEL_URI) if runs else None
 
 
 def ensure(src: Source, c, cache: dict | None = None) -> str:
@@ -63,10 +64,10 @@ def ensure(src: Source, c, cache: dict | None = None) -> str:
     if uri:
         return uri
     trial = Trial(src.exp, SEED, src.hash, EXPERIMENT, variant=f"pretrain {src.name}",
-                  tags={"ablab.role": "pretrain", "ablab.pretrain_hash": src.hash,
-                        "ablab.pretrain_source": src.name})
+                  tags={lifecycle.ROLE: Role.PRETRAIN.value, lifecycle.PRETRAIN_HASH: src.hash,
+                        lifecycle.PRETRAIN_SOURCE: src.name})
     res = run_trial(trial, c=c, cache=cache, keep_backbone=True)
-    if res.status != "FINISHED" or res.outcome == "diverged":
+    if not res.outcome.trained:
         raise ConfigError(f"pretraining {src.name} failed: {res.error or res.outcome} "
                           f"(run {res.run_id})")
-    return c.get_run(res.run_id).data.tags["ablab.model_uri"]
+    return c.get_run(res.run_id).data.tags[lifecycle.MODEL_URI]

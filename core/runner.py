@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from core import signals, tracking
+from core import lifecycle, signals, tracking
 from core.errors import ConfigError
+from core.lifecycle import Outcome
 from core.trial import Trial, source_name
 
 DataCache = dict[str, Any]
@@ -30,11 +31,15 @@ DataCache = dict[str, Any]
 @dataclass
 class TrialResult:
     run_id: str
-    status: str  # FINISHED | FAILED | KILLED
-    outcome: str  # ok | collapsed | diverged | failed
+    outcome: Outcome
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """The MLflow run's status: FINISHED, FAILED or KILLED."""
+        return self.outcome.status
 
 
 def get_data(trial: Trial, cache: DataCache | None):
@@ -91,11 +96,11 @@ def _open(trial: Trial, c, run_id: str, cache: DataCache | None):
     device = seeding.device_name()
     policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
         if exp.train.mixed_precision else "float32"
-    tracking.set_tags(c, run_id, {"ablab.device": device, "ablab.dtype_policy": policy,
-                                  "ablab.onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")})
+    tracking.set_tags(c, run_id, {lifecycle.DEVICE: device, lifecycle.DTYPE_POLICY: policy,
+                                  lifecycle.ONEDNN: os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")})
     data = get_data(trial, cache)
     tracking.log_params(c, run_id, {"data_pipeline": data.pipeline})
-    tracking.set_tags(c, run_id, {f"ablab.{k}": v for k, v in data.info.items()})
+    tracking.set_tags(c, run_id, {lifecycle.DATA_PREFIX + k: v for k, v in data.info.items()})
     keras.mixed_precision.set_global_policy(policy)
     return data
 
@@ -110,7 +115,7 @@ def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: li
 
     uri = backbone_uri(trial)
     if uri:
-        tracking.set_tags(c, run_id, {"ablab.pretrained_from": uri})
+        tracking.set_tags(c, run_id, {lifecycle.PRETRAINED_FROM: uri})
     try:
         data = _open(trial, c, run_id, cache)
         backbone = model_store.load_backbone(uri, c) if uri else None
@@ -149,17 +154,17 @@ def record(trial: Trial, c, run_id: str, result, data, keep_backbone: bool = Fal
             if proba_tta is not None:
                 final["test_accuracy_tta"] = float((proba_tta.argmax(1) == y_true).mean())
     kind = outcome.classify(losses, y_true, y_pred)
-    if y_pred is None and kind == "ok":
-        kind = "diverged"
+    if y_pred is None and kind == Outcome.OK:
+        kind = Outcome.DIVERGED
     tracking.log_metrics(c, run_id, final, step=max(result.epochs_run - 1, 0))
     with tempfile.TemporaryDirectory() as tmp:
         _write_artifacts(Path(tmp), trial, result, y_true, y_pred, data.class_names)
         if exp.eval.log_model:
             result.model.save(Path(tmp) / "model.keras")
         c.log_artifacts(run_id, tmp)
-    if keep_backbone and kind != "diverged":
+    if keep_backbone and kind != Outcome.DIVERGED:
         model_store.log_backbone(c, run_id, result.model.get_layer("backbone"))
-    return TrialResult(run_id, "FINISHED", kind, final, history=result.history)
+    return TrialResult(run_id, kind, final, history=result.history)
 
 
 def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | None,
@@ -186,16 +191,16 @@ def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | 
 
 def start_run(trial: Trial, c, experiment_id: str) -> str:
     tags = {
-        "ablab.seed": trial.seed,
-        "ablab.trial_hash": trial.hash,
-        "ablab.experiment": trial.exp.name,
-        "ablab.deterministic": trial.exp.train.deterministic,
-        "ablab.role": "trial",
-        **({"ablab.variant": trial.variant} if trial.variant else {}),
+        lifecycle.SEED: trial.seed,
+        lifecycle.TRIAL_HASH: trial.hash,
+        lifecycle.EXPERIMENT: trial.exp.name,
+        lifecycle.DETERMINISTIC: trial.exp.train.deterministic,
+        lifecycle.ROLE: lifecycle.Role.TRIAL.value,
+        **({lifecycle.VARIANT: trial.variant} if trial.variant else {}),
         **trial.tags,
     }
     if trial.parent_run_id:
-        tags["mlflow.parentRunId"] = trial.parent_run_id
+        tags[lifecycle.PARENT] = trial.parent_run_id
     run = c.create_run(experiment_id, run_name=trial.run_name,
                        tags={k: tracking.fmt(v) for k, v in tags.items()})
     run_id = run.info.run_id
@@ -225,7 +230,7 @@ def run_pack(trials: list[Trial], c, cache: DataCache | None = None) -> list[Tri
 
     import_tensorflow()
     experiment_id = tracking.get_or_create_experiment(c, trials[0].study)
-    run_ids = [start_run(t.replace(tags={**t.tags, "ablab.pack": len(trials)}), c,
+    run_ids = [start_run(t.replace(tags={**t.tags, lifecycle.PACK: len(trials)}), c,
                          experiment_id) for t in trials]
     return _recorded(c, run_ids, lambda: execute_pack(trials, c, run_ids, cache))
 
@@ -240,21 +245,19 @@ def _recorded(c, run_ids: list[str], work) -> list[TrialResult]:
     except (KeyboardInterrupt, SystemExit):
         with shielded():
             for r in run_ids:
-                tracking.close_run(c, r, "KILLED", "killed", "stopped by Ctrl-C or SIGTERM")
+                lifecycle.end_run(c, r, Outcome.KILLED, "stopped by Ctrl-C or SIGTERM")
         raise
     except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
         tb = traceback.format_exc()
         msg = f"{type(err).__name__}: {err}"
         for r in run_ids:
             c.log_text(r, tb, "traceback.txt")
-            tracking.set_tags(c, r, {"ablab.error": msg[:5000]})
-            tracking.close_run(c, r, "FAILED", "failed")
-        return [TrialResult(r, "FAILED", "failed", error=msg) for r in run_ids]
+            lifecycle.end_run(c, r, Outcome.FAILED, error=msg)
+        return [TrialResult(r, Outcome.FAILED, error=msg) for r in run_ids]
     finally:
         _clear_session()
     for res in results:
-        tracking.set_tags(c, res.run_id, {"ablab.outcome": res.outcome})
-        c.set_terminated(res.run_id, "FINISHED")
+        lifecycle.end_run(c, res.run_id, res.outcome)
     return results
 
 

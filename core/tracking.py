@@ -152,15 +152,6 @@ def set_tags(c, run_id: str, tags: dict[str, Any]) -> None:
     c.log_batch(run_id, tags=[RunTag(k, fmt(v)) for k, v in tags.items()])
 
 
-def close_run(c, run_id: str, status: str, outcome: str, why: str | None = None) -> None:
-    """End a run with its outcome tag (and why, when something else ended it)."""
-    try:
-        set_tags(c, run_id, {"ablab.outcome": outcome,
-                             **({"ablab.end_reason": why} if why else {})})
-    finally:
-        c.set_terminated(run_id, status)
-
-
 def search(c, experiment_id: str, filter_string: str = "", max_results: int = 50000) -> list:
     """All matching runs (paged)."""
     runs, token = [], None

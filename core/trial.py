@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from core.config import experiment_from_dict
 from core.schema import Experiment
@@ -41,6 +41,26 @@ def trial_hash(exp: Experiment, seed: int, source_hash: str | None = None) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+class TrialAttrs(TypedDict, total=False):
+    """What a queued trial carries to a worker anywhere (Optuna trial user attrs; JSON)."""
+
+    key: str  # the trial hash, or a search ticket: lost work is retried by key
+    trial_hash: str
+    seed: int
+    study: str
+    variant: str
+    parent_run_id: str | None
+    weights_uri: str | None
+    tags: dict[str, str]
+    config: str  # the resolved Experiment, as JSON
+    pack_key: str  # equal for trials that differ only in their seed
+    # set while it runs and when it ends (core.lifecycle)
+    worker: str
+    outcome: str
+    mlflow_run_id: str
+    error: str
+
+
 @dataclass(frozen=True)
 class Trial:
     exp: Experiment
@@ -64,14 +84,14 @@ class Trial:
     def run_name(self) -> str:
         return f"{self.variant or self.exp.name} seed={self.seed}"
 
-    def to_attrs(self) -> dict[str, Any]:
+    def to_attrs(self) -> TrialAttrs:
         """Everything a worker anywhere needs, as JSON values (Optuna trial user attrs).
         `pack_key` is equal for trials that differ only in their seed: they may be trained
         together (`train.pack`)."""
         config = json.dumps(self.exp.model_dump(mode="json"))
         blob = json.dumps([config, self.study, self.variant, self.parent_run_id,
                            self.weights_uri])
-        return {"trial_hash": self.hash, "seed": self.seed, "study": self.study,
+        return {"key": self.hash, "trial_hash": self.hash, "seed": self.seed, "study": self.study,
                 "variant": self.variant, "parent_run_id": self.parent_run_id,
                 "weights_uri": self.weights_uri, "tags": dict(self.tags), "config": config,
                 "pack_key": hashlib.sha256(blob.encode()).hexdigest()[:16]}

@@ -12,8 +12,9 @@ import sys
 import time
 from urllib.parse import quote
 
-from core import tracking
+from core import lifecycle, tracking
 from core.inventory import existing_client
+from core.lifecycle import Role, role_filter
 
 VIEW = "ablab-variants"
 # MLflow's UI reads a shared view (columns, order, grouping) from this experiment tag when the
@@ -29,7 +30,7 @@ def variant_view(metric: str) -> dict:
                                          "diff", "prob_improvement")] + ["n_seeds", metric]
     return {"orderByKey": "attributes.start_time", "orderByAsc": False,
             "selectedColumns": [f"metrics.`{m}`" for m in metrics]
-            + [f"tags.`ablab.verdict_{metric}`", "tags.`ablab.outcome`"]}
+            + [f"tags.`{lifecycle.verdict_tag(metric)}`", f"tags.`{lifecycle.OUTCOME}`"]}
 
 
 def study_urls(c, base: str, only: str | None = None) -> list[tuple[str, str]]:
@@ -37,15 +38,15 @@ def study_urls(c, base: str, only: str | None = None) -> list[tuple[str, str]]:
     for exp in c.search_experiments():
         if only and exp.name != only:
             continue
-        parents = tracking.search(c, exp.experiment_id, "tags.`ablab.role` = 'variant'",
+        parents = tracking.search(c, exp.experiment_id, role_filter(Role.VARIANT),
                                   max_results=1)
         if parents:
-            metric = parents[0].data.tags.get("ablab.metric", "test_accuracy")
+            metric = parents[0].data.tags.get(lifecycle.METRIC, "test_accuracy")
             c.set_experiment_tag(exp.experiment_id, VIEW_TAG + VIEW,
                                  json.dumps(variant_view(metric)))
             out.append((exp.name, f"{base}/#/experiments/{exp.experiment_id}/runs?"
                                   f"viewStateShareKey={quote(VIEW)}"))
-        elif tracking.search(c, exp.experiment_id, "tags.`ablab.role` = 'search'",
+        elif tracking.search(c, exp.experiment_id, role_filter(Role.SEARCH),
                              max_results=1) or only:
             out.append((exp.name, f"{base}/#/experiments/{exp.experiment_id}/runs"))
     return out

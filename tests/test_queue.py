@@ -3,6 +3,7 @@
 import pytest
 from optuna.trial import TrialState
 
+from core.lifecycle import Outcome
 from core.study.queue import Queue
 
 
@@ -30,10 +31,10 @@ def test_finish_maps_outcomes_to_states(storage):
     for i in range(4):
         qu.enqueue({"trial_hash": f"h{i}"})
     jobs = [qu.claim("w") for _ in range(4)]
-    qu.finish(jobs[0], "ok", 0.9, "run0")
-    qu.finish(jobs[1], "collapsed", 0.1, "run1")
-    qu.finish(jobs[2], "diverged", None, "run2")
-    qu.finish(jobs[3], "failed", None, "run3")
+    qu.finish(jobs[0], Outcome.OK, 0.9, "run0")
+    qu.finish(jobs[1], Outcome.COLLAPSED, 0.1, "run1")
+    qu.finish(jobs[2], Outcome.DIVERGED, None, "run2")
+    qu.finish(jobs[3], Outcome.FAILED, None, "run3")
     states = {t.user_attrs["trial_hash"]: t for t in qu.trials()}
     assert states["h0"].state == TrialState.COMPLETE and states["h0"].value == 0.9
     assert states["h1"].state == TrialState.COMPLETE

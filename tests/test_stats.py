@@ -10,7 +10,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from core import stats
-from core.ablation.report import comparison_table, seed_values, variant_table
+from core.ablation.analysis import comparison_table, seed_values, variant_table
 
 TOL = 1e-9
 BASE = np.array([0.91, 0.93, 0.90, 0.94, 0.92, 0.95])
@@ -275,7 +275,7 @@ def test_probability_of_improvement_paired_counts_ties_half():
 
 
 def test_per_class_recall_shows_for_an_imbalanced_test_set():
-    from core.ablation.report import class_recall
+    from core.ablation.analysis import class_recall
 
     runs = runs_frame({"a": ([0, 1], np.array([0.9, 0.8])), "b": ([0, 1], np.array([0.85, 0.8]))},
                       "a")

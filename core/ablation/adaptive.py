@@ -1,15 +1,18 @@
 """Adaptive seeds in a study: the sequential rule (`core/sequential.py`) replayed on the
-study's per-seed results in MLflow. The coordinator asks it which seeds to run now; the report
-asks it what was decided, at which look and why. Nothing of the plan lives elsewhere, so a
+study's per-seed results in MLflow (`replay_runs`, counted as the report counts them). The
+coordinator asks it which seeds to run now; the report asks it what was decided, at which look
+and why. Nothing of the plan lives elsewhere, so a
 study killed at any point and run again continues the same plan."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from core.ablation.analysis import baseline_name, seed_values
 from core.sequential import Decision, SeedPlan, decide, nominal_levels, wanted
 
 # What a variant's state means in the report's verdict column.
@@ -46,7 +49,7 @@ class Replay:
 def replay(vals: pd.DataFrame, ran: set[tuple[str, int]], names: list[str], baseline: str,
            plan: SeedPlan, direction: str = "maximize",
            delta: float | None = None) -> Replay:
-    """`vals`: one value per (variant, seed), as `report.seed_values` gives; `ran`: the
+    """`vals`: one value per (variant, seed), as `analysis.seed_values` gives; `ran`: the
     (variant, seed) cells that ran to an end (a cell that ran but has no value, under
     `missing_as: exclude`, is present but left out of its pair)."""
     by: dict[str, dict[int, float]] = {v: {} for v in names}
@@ -88,3 +91,28 @@ def section(rep: Replay, n_variants: int) -> tuple[str, list[dict]]:
     variant."""
     return (f"{rep.plan}; nominal levels {boundaries_line(rep.plan, n_variants)}. "
             f"The baseline ran {rep.seeds_of(rep.baseline)} seeds.", stop_rows(rep))
+
+
+def adaptive_replay(runs: pd.DataFrame, ab: Any, expected: list, metric: str, direction: str,
+                    delta: float | None, missing_as: str):
+    """With adaptive seeds, the sequential rule replayed on the study's runs (the same
+    function the coordinator uses to plan), else None."""
+    plan = ab.seed_plan() if ab is not None and metric == ab.metric else None
+    if plan is None or runs.empty:
+        return None
+    names = list(dict.fromkeys([t.variant for t in expected] or runs["variant"]))
+    return replay_runs(runs, names, str(baseline_name(runs)), plan, metric, direction, delta,
+                       missing_as)
+
+
+def replay_runs(runs: pd.DataFrame, names: list[str], baseline: str, plan,
+                metric: str, direction: str = "maximize", delta: float | None = None,
+                missing_as: str = "chance"):
+    """Adaptive seeds' rule on a study's trial runs (one row per run, as `load_runs` gives),
+    their seeds counted as the report counts them (`missing_as`)."""
+    done = runs[runs["status"].isin(["FINISHED", "FAILED"])] if len(runs) else runs
+    ran = set(zip(done["variant"], done["seed"].astype(int), strict=True)) if len(done) \
+        else set()
+    vals = seed_values(runs, metric, direction, missing_as) if ran else pd.DataFrame(
+        columns=["variant", "seed", "value"])
+    return replay(vals, ran, names, baseline, plan, direction, delta)

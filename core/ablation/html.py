@@ -1,15 +1,16 @@
 """The report as one self-contained HTML file: plots embedded as data URIs, styles inline, no
 script and nothing fetched, so it opens from disk and can be mailed to a colleague. Built from
-the same tables as summary.md (pure: strings in, a string out)."""
+the same tables and columns as summary.md (pure: strings in, a string out)."""
 
 from __future__ import annotations
 
 import base64
 import html
-import math
 from pathlib import Path
 
 import pandas as pd
+
+from core.ablation.render import COMPARISON_COLUMNS, HTML, VARIANT_COLUMNS, cells, with_delta
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
@@ -26,18 +27,6 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { color: #666; font-size: 12px; } code { background: #f4f4f6; padding: 0 3px; }
 .runs td { font-family: ui-monospace, monospace; font-size: 12px; }
 """
-
-
-def _fmt(x, digits: int = 4) -> str:
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "–"
-        return "inf" if math.isinf(x) else f"{x:.{digits}f}"
-    return html.escape(str(x))
-
-
-def _ci(lo, hi, digits: int = 4) -> str:
-    return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
 def _table(head: list[str], rows: list[list[str]], cls: list[str] | None = None,
@@ -65,31 +54,6 @@ CAPTIONS = {
                            "std.",
     "confusion_matrices.png": "Confusion matrices summed over seeds.",
 }
-
-
-def variant_rows(vt: pd.DataFrame) -> list[list[str]]:
-    return [[html.escape(r.variant) + (" <em>(baseline)</em>" if r.baseline else ""),
-             str(r.n), str(r.imputed), f"{_fmt(r.mean)} ± {_fmt(r.std)}",
-             _ci(r.ci95_low, r.ci95_high), _fmt(r.median),
-             f"{_fmt(r.iqm)} {_ci(r.iqm_ci95_low, r.iqm_ci95_high)}",
-             f"{_fmt(r.min)} – {_fmt(r.max)}", _fmt(r.test_se), _fmt(r.collapse_rate, 2),
-             str(r.diverged), str(r.failed)] for r in vt.itertuples()]
-
-
-def comparison_rows(ct: pd.DataFrame, delta: float | None) -> list[list[str]]:
-    rows = []
-    for r in ct.itertuples():
-        pairs = f"{r.test} ({min(r.n_base, r.n_variant)})" + (
-            f", left out {html.escape(r.left_out_seeds)}" if r.left_out_seeds else "")
-        rows.append([html.escape(r.variant), f"<b>{html.escape(r.verdict)}</b>",
-                     f"{_fmt(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)}",
-                     f"{_fmt(r.ci_level * 100, 1)}%", _ci(r.diff_ci95_low, r.diff_ci95_high),
-                     pairs, _fmt(r.p_holm), _fmt(r.p_wilcoxon),
-                     f"{r.effect_size_kind} {_fmt(r.effect_size, 2)}",
-                     f"{_fmt(r.prob_improvement, 2)} "
-                     f"{_ci(r.prob_improvement_low, r.prob_improvement_high, 2)}",
-                     _fmt(r.seeds_for_80_power, 0) if delta else "declare delta"])
-    return rows
 
 
 def run_links(runs: pd.DataFrame, exp_id: str, ui: str) -> str:
@@ -123,11 +87,9 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
     if len(ct):
         verdict_cls = [str(v).split()[0] for v in ct["verdict"]]
         parts.append(f"<h2>Against the baseline ({html.escape(ct['baseline'].iloc[0])})</h2>")
-        parts.append(_table(["variant", "verdict", "difference [Holm-adjusted CI]",
-                             "CI level", "unadjusted 95% CI", "test (pairs)", "p (Holm)",
-                             "Wilcoxon p", "effect size", "P(improvement) [95% CI]",
-                             "seeds for 80% power at ±delta"],
-                            comparison_rows(ct, delta), verdict_cls, "comparisons"))
+        parts.append(_table([c.header for c in COMPARISON_COLUMNS],
+                            cells(COMPARISON_COLUMNS, with_delta(ct, delta), HTML),
+                            verdict_cls, "comparisons"))
     if adaptive is not None:
         parts.append("<h2>Adaptive seeds: the looks, and where each variant stopped</h2>"
                      f"<p>{html.escape(adaptive[0])}</p>")
@@ -136,13 +98,12 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
              html.escape(r["why"]), html.escape(r["looks"]).replace("; ", "<br>")]
             for r in adaptive[1]], table_cls="looks"))
     parts.append("<h2>Per variant</h2>")
-    parts.append(_table(["variant", "n", "imputed", "mean ± std", "95% CI (t)", "median",
-                         "IQM [95% CI]", "range", "test-set SE", "collapse rate", "diverged",
-                         "failed"], variant_rows(vt), table_cls="variants"))
+    parts.append(_table([c.header for c in VARIANT_COLUMNS], cells(VARIANT_COLUMNS, vt, HTML),
+                        table_cls="variants"))
     if recall is not None:
         parts.append("<h2>Per-class recall (imbalanced test set; mean over seeds)</h2>")
         parts.append(_table(list(recall.columns), [
-            [html.escape(str(r[0])), *(_fmt(v, 3) for v in r[1:])]
+            [html.escape(str(r[0])), *(HTML.num(v, 3) for v in r[1:])]
             for r in recall.itertuples(index=False)], table_cls="recall"))
     if missing:
         parts.append(f"<h2>Missing ({len(missing)} trial(s) without a finished run)</h2><ul>"

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from core import tracking
+from core import lifecycle, tracking
 from core.paths import BEST_DIR, REPORTS_DIR
 from core.search.spec import Search, experiment_for
 from core.study.spec import Base
@@ -108,7 +108,7 @@ def finalize(s: Search, study: optuna.Study, base: Base, c, exp_id: str,
                                      "n_failed": states["FAIL"],
                                      **{f"importance_{k}": v for k, v in imp.items()}},
                          step=len(trials))
-    tracking.set_tags(c, parent, {"optuna.best_trial": study.best_trial.number})
+    tracking.set_tags(c, parent, {lifecycle.OPTUNA_BEST_TRIAL: study.best_trial.number})
     with tempfile.TemporaryDirectory() as tmp:
         for f in [out / best_path.name, out / "param_importances.json", *made]:
             Path(tmp, f.name).write_bytes(f.read_bytes())

@@ -31,6 +31,7 @@ from core.config import validate
 from core.dicts import deep_merge, nest
 from core.errors import ConfigError
 from core.paths import SEARCHES_DIR
+from core.schema import Experiment
 from core.search.samplers import PRUNERS, SAMPLERS
 from core.study.spec import Base, StudySpec, check_axis, dotted, load_spec
 from core.trial import source_name
@@ -146,7 +147,7 @@ def experiment_for(base: Base, params: dict[str, Any], source: str,
     return validate(deep_merge(base.raw, nest(dotted(params, "space"))), source, checked)
 
 
-def check_space(s: Search, base: Base) -> None:
+def check_space(s: Search, base: Base) -> Experiment:
     """A bad space fails here, in the coordinator, not in a worker: the base with the first
     value of every parameter validates, and no sampled parameter is `pretrain:` weights."""
     first = {k: p.first() for k, p in s.space.items()}

@@ -16,27 +16,67 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, RenderableType
 
 from core import tracking
 from core.errors import ConfigError
+from core.lifecycle import ATTR_KEY, lost
 from core.paths import MLRUNS_DIR, default_storage
 from core.pretrain import Source
 from core.study import record
 from core.study.options import RunOptions
-from core.study.pool import Pool
+from core.study.pool import Pool, PoolFactory, Supervisor, WorkerPool, WorkerProc
 from core.study.progress import Display
-from core.study.queue import MAX_ATTEMPTS, Queue, check_storage, lost, study_name
+from core.study.queue import MAX_ATTEMPTS, Queue, StudyMeta, check_storage, study_name
 from core.study.slots import device_slots
+from core.study.worker import worker_cmd
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 POLL_S = 1.0
+# A key's state in this run, from its queue trials: the highest-ranked wins, so a live retry
+# outranks a finished attempt whose MLflow run is gone, and a finished one outranks a lost one.
 STATE = {TrialState.COMPLETE: "done", TrialState.PRUNED: "done", TrialState.RUNNING: "running",
-         TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
-RANK = {"running": 4, "waiting": 3, "done": 2, "failed": 1, "missing": 0}
+         TrialState.WAITING: "waiting", TrialState.FAIL: "fail"}
+RANK = {"running": 4, "waiting": 3, "done": 2, "fail": 1, "missing": 0}
+
+
+def key_states(keys: list[str], trials: list[FrozenTrial]) -> dict[str, str]:
+    """The state of each key from all its queue trials (see RANK)."""
+    out = dict.fromkeys(keys, "missing")
+    for t in trials:
+        k = t.user_attrs.get(ATTR_KEY)
+        if k in out:
+            s = "fail" if lost(t) or t.state == TrialState.FAIL else STATE[t.state]
+            if RANK[s] > RANK[out[k]]:
+                out[k] = s
+    return out
+
+
+def open_queue(storage: str, name: str, direction: str) -> Queue:
+    return Queue(storage, name, direction)
+
+
+@dataclass
+class Engine:
+    """What a study runs on, handed to it: its queue, its tracking store, its worker pool
+    and the command each worker runs. The defaults are the real ones; tests hand an
+    in-memory Optuna storage and a stand-in pool, so the coordinator's decisions are tested
+    without processes or TensorFlow."""
+
+    open_queue: Callable[[str, str, str], Queue] = open_queue
+    client: Callable[[str], MlflowClient] = tracking.client
+    pool: PoolFactory = Pool
+    worker_cmd: Callable[[str, str, str], list[str]] = worker_cmd
+    check_stores: bool = True  # fail fast on an unreachable store (off for in-memory ones)
+    poll_s: float = POLL_S
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -56,9 +96,10 @@ class Study(ABC):
     # whenever a trial ends, and what it adds is enqueued at once.
     grows: bool = False
 
-    def __init__(self, spec, opts: RunOptions):
+    def __init__(self, spec, opts: RunOptions, engine: Engine | None = None):
         self.spec = spec
         self.opts = opts
+        self.engine = engine or Engine()
         self.name: str = spec.name
         self.queue_name = study_name(self.kind, spec.name)
         self.tracking_uri = opts.tracking_uri or tracking.default_tracking_uri()
@@ -71,19 +112,23 @@ class Study(ABC):
     # -- what a strategy says -----------------------------------------------------------------
 
     @abstractmethod
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> StudyMeta:
         """What every worker needs from the coordinator (kind, metric, ...): stored in the
         queue, so a worker on another machine needs no file of ours."""
 
     @abstractmethod
-    def pending(self, queue: Queue, c, exp_id: str, at_start: bool) -> dict[str, dict]:
+    def pending(self, queue: Queue, c: MlflowClient, exp_id: str,
+                at_start: bool) -> dict[str, dict[str, Any]]:
         """key -> user attrs of each work item still to do. `at_start`: the run begins (a
         failed trial is retried); later calls only replace lost ones."""
 
     @abstractmethod
     def header(self) -> str: ...
 
-    def table(self, queue: Queue) -> RenderableType | None:
+    def table(self, queue: Queue, c: MlflowClient, exp_id: str,
+              changed: bool) -> RenderableType | None:
+        """The live table under the progress bar; `changed`: a trial ended since the last
+        call (re-read what it shows from the store only then)."""
         return None
 
     @abstractmethod
@@ -108,7 +153,7 @@ class Study(ABC):
         return True
 
     @abstractmethod
-    def prepare(self, queue: Queue, c, exp_id: str) -> None:
+    def prepare(self, queue: Queue, c: MlflowClient, exp_id: str) -> None:
         """Strategy set-up in MLflow (parent runs) before anything is enqueued."""
 
     @abstractmethod
@@ -119,23 +164,25 @@ class Study(ABC):
 
     def run(self) -> Plan:
         """Returns the plan; raises KeyboardInterrupt after a clean stop."""
-        tracking.check_reachable(self.tracking_uri)
-        check_storage(self.storage)
+        eng = self.engine
+        if eng.check_stores:
+            tracking.check_reachable(self.tracking_uri)
+            check_storage(self.storage)
         self.check_data()
-        queue = Queue(self.storage, self.queue_name, self.spec.direction)
+        queue = eng.open_queue(self.storage, self.queue_name, self.spec.direction)
         pool = self._pool()
         queue.set_enqueuing(True)
         try:
-            if not self.opts.enqueue_only and not self._missing_sources() \
+            c = eng.client(self.tracking_uri)
+            if not self.opts.enqueue_only and not self._missing_sources(c) \
                     and self.may_have_work(queue):
                 pool.fill()  # their TensorFlow import overlaps our MLflow set-up
-            c = tracking.client(self.tracking_uri)
             exp_id = tracking.get_or_create_experiment(c, self.name)
             self.recover(queue, c, exp_id, pool.live_ids())
             self.pretrain(c)
             self.prepare(queue, c, exp_id)
-            queue.set_meta({"kind": self.kind, "study": self.name, "metric": self.spec.metric,
-                            "direction": self.spec.direction, **self.meta()})
+            queue.set_meta(StudyMeta(kind=self.kind, study=self.name, metric=self.spec.metric,
+                                     direction=self.spec.direction, **self.meta()))
             self._enqueue(queue, c, exp_id, at_start=True)
         except BaseException:
             pool.interrupt()
@@ -153,7 +200,7 @@ class Study(ABC):
             self.console.print("This study's work grows look by look: staying to take the "
                                "looks and enqueue each next block (Ctrl-C stops that, not "
                                "the workers; running this command again picks up).")
-            self._drive(Pool(pool.cmd, [], pool.log_dir), queue, c, exp_id, own=False)
+            self._drive(eng.pool(pool.cmd, [], pool.log_dir), queue, c, exp_id, own=False)
             return self.plan
         if not self.plan.keys:
             pool.interrupt()
@@ -164,13 +211,12 @@ class Study(ABC):
         self._drive(pool, queue, c, exp_id)
         return self.plan
 
-    def _pool(self) -> Pool:
-        cmd = [sys.executable, "-m", "core.cli", "worker", self.queue_name,
-               "--storage", self.storage, "--tracking-uri", self.tracking_uri]
+    def _pool(self) -> WorkerPool:
+        cmd = self.engine.worker_cmd(self.queue_name, self.storage, self.tracking_uri)
         slots = device_slots(self.opts.workers, self.opts.per_gpu)
-        return Pool(cmd, slots, MLRUNS_DIR / "logs" / tracking.slug(self.queue_name))
+        return self.engine.pool(cmd, slots, MLRUNS_DIR / "logs" / tracking.slug(self.queue_name))
 
-    def recover(self, queue: Queue, c, exp_id: str, live: set[str]) -> None:
+    def recover(self, queue: Queue, c: MlflowClient, exp_id: str, live: set[str]) -> None:
         """After a crash, SIGKILL or Ctrl-C: fail RUNNING trials whose worker is gone (with
         heartbeats, Optuna decides what is stale) and end their MLflow runs KILLED."""
         queue.fail_dead_workers(live)
@@ -179,15 +225,14 @@ class Study(ABC):
 
     # -- pretraining --------------------------------------------------------------------------
 
-    def _missing_sources(self) -> list[Source]:
+    def _missing_sources(self, c: MlflowClient) -> list[Source]:
         if not self.sources:
             return []
         from core.pretrain import find
 
-        c = tracking.client(self.tracking_uri)
         return [s for s in self.sources.values() if not find(c, s.hash)]
 
-    def pretrain(self, c) -> None:
+    def pretrain(self, c: MlflowClient) -> None:
         """Each source once, before any worker could race to do it, in a process of its own
         (the coordinator never imports TensorFlow); then every trial gets its model URI."""
         from core.pretrain import find
@@ -210,7 +255,7 @@ class Study(ABC):
 
     # -- the queue ----------------------------------------------------------------------------
 
-    def _enqueue(self, queue: Queue, c, exp_id: str, at_start: bool) -> None:
+    def _enqueue(self, queue: Queue, c: MlflowClient, exp_id: str, at_start: bool) -> None:
         """Enqueue each pending item that has no live trial, unless it was lost
         MAX_ATTEMPTS times (its worker kept dying: given up and reported); the plan says
         what this run is responsible for."""
@@ -227,7 +272,7 @@ class Study(ABC):
                 if key not in plan.given_up:
                     plan.given_up.append(key)
                 continue
-            queue.enqueue({**attrs, "key": key}, params=self.retry_params(lost_attempts))
+            queue.enqueue({**attrs, ATTR_KEY: key}, params=self.retry_params(lost_attempts))
             plan.keys.append(key)
         if at_start:
             plan.done = self.total_items() - len(plan.keys) - len(plan.given_up)
@@ -245,47 +290,47 @@ class Study(ABC):
         return None
 
     def states(self, queue: Queue) -> dict[str, str]:
-        """The state of each key this run is responsible for; a live trial outranks a
-        finished one (an old COMPLETE trial whose MLflow run is gone was queued again)."""
-        out = dict.fromkeys(self.plan.keys, "missing")
-        for t in queue.trials():
-            k = t.user_attrs.get("key")
-            if k in out:
-                s = "failed" if lost(t) or t.state == TrialState.FAIL else STATE[t.state]
-                if RANK[s] > RANK[out[k]]:
-                    out[k] = s
-        return out
+        """The state of each key this run is responsible for (`key_states`)."""
+        return key_states(self.plan.keys, queue.trials())
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def _drive(self, pool: Pool, queue: Queue, c, exp_id: str, own: bool = True) -> None:
-        """Until the queue drains. `own`: the workers are ours to stop on Ctrl-C (with
-        --no-workers they are someone else's, and keep theirs)."""
+    def _drive(self, pool: WorkerPool, queue: Queue, c: MlflowClient, exp_id: str,
+               own: bool = True) -> None:
+        """Until the queue drains, under the supervision loop `ablab worker` uses too.
+        `own`: the workers are ours to stop on Ctrl-C (with --no-workers they are someone
+        else's, and keep theirs)."""
         display = Display(self.name, len(self.plan.keys), self.console)
-        ended, flagged = -1, 0.0
+        seen = {"ended": -1, "flagged": 0.0}
+
+        def step(crashed: list[WorkerProc]) -> bool:
+            if crashed and not queue.has_heartbeat:
+                self.recover(queue, c, exp_id, pool.live_ids())
+                self._enqueue(queue, c, exp_id, at_start=False)
+            queue.fail_stale()
+            ended = queue.count((TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+            if self.grows:
+                if time.monotonic() - seen["flagged"] > 30:  # workers wait between looks
+                    queue.set_enqueuing(True)
+                    seen["flagged"] = time.monotonic()
+                if ended != seen["ended"]:  # a look may be possible: enqueue its next block
+                    self._enqueue(queue, c, exp_id, at_start=False)
+            state = self.states(queue)
+            done = sum(s in ("done", "fail") for s in state.values())
+            display.update(done, sum(s == "fail" for s in state.values()),
+                           self.table(queue, c, exp_id, ended != seen["ended"]),
+                           total=len(state))
+            seen["ended"] = ended
+            if not queue.has_work():
+                return False
+            if queue.count((TrialState.WAITING,)):
+                pool.fill()
+            return True
+
+        sup = Supervisor(pool, self.console, self.engine.poll_s, self.engine.sleep)
         try:
             with display:
-                while True:
-                    self._handle_exits(pool, queue, c, exp_id)
-                    queue.fail_stale()
-                    if self.grows:
-                        if time.monotonic() - flagged > 30:  # workers wait between looks
-                            queue.set_enqueuing(True)
-                            flagged = time.monotonic()
-                        n = len(queue.trials((TrialState.COMPLETE, TrialState.PRUNED,
-                                              TrialState.FAIL)))
-                        if n != ended:  # a look may be possible: enqueue its next block
-                            ended = n
-                            self._enqueue(queue, c, exp_id, at_start=False)
-                    state = self.states(queue)
-                    done = sum(s in ("done", "failed") for s in state.values())
-                    display.update(done, sum(s == "failed" for s in state.values()),
-                                   self.table(queue), total=len(state))
-                    if not queue.has_work():
-                        break
-                    if queue.trials((TrialState.WAITING,)):
-                        pool.fill()
-                    time.sleep(POLL_S)
+                sup.run(step, stop_workers=False)
         except KeyboardInterrupt:
             if self.grows:
                 queue.set_enqueuing(False)
@@ -299,16 +344,3 @@ class Study(ABC):
         if self.grows:
             queue.set_enqueuing(False)  # no more blocks: idle workers may leave
         pool.wait()
-
-    def _handle_exits(self, pool: Pool, queue: Queue, c, exp_id: str) -> None:
-        crashed = [w for w in pool.reap() if w.proc.returncode != 0]
-        if not crashed:
-            return
-        for w in crashed:
-            self.console.print(f"[yellow]worker {w.slot} (pid {w.proc.pid}) exited with "
-                               f"{w.proc.returncode}; see {w.log}[/]")
-        if not queue.has_heartbeat:
-            self.recover(queue, c, exp_id, pool.live_ids())
-            self._enqueue(queue, c, exp_id, at_start=False)
-        if pool.crash_looping():
-            raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")

@@ -1,5 +1,6 @@
 """The local worker pool: one process per device slot, started, reaped, restarted while work
-is waiting, and stopped together (SIGTERM to all at once, then SIGKILL at a deadline)."""
+is waiting, and stopped together (SIGTERM to all at once, then SIGKILL at a deadline); and the
+one supervision loop over it that `ablab run` and `ablab worker` share."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
 
 from core.study.queue import worker_id
 
@@ -89,3 +94,54 @@ class Pool:
                 w.proc.kill()
             w.proc.wait()
         self.procs.clear()
+
+
+class WorkerPool(Protocol):
+    """What supervision needs of a pool (a stand-in in tests runs its workers in-process)."""
+
+    cmd: list[str]
+    log_dir: Path
+    procs: dict[int, WorkerProc]
+
+    def fill(self) -> None: ...
+    def live_ids(self) -> set[str]: ...
+    def reap(self) -> list[WorkerProc]: ...
+    def crash_looping(self) -> bool: ...
+    def wait(self) -> None: ...
+    def interrupt(self, timeout_s: float = 10.0) -> None: ...
+
+
+PoolFactory = Callable[[list[str], list[dict[str, str]], Path], WorkerPool]
+
+
+@dataclass
+class Supervisor:
+    """One loop over a pool, for the coordinator of `ablab run` and for `ablab worker`
+    alike: each round reaps the workers that exited (a crash is reported with its log),
+    stops when the pool keeps crashing, and asks `step` what else to do; `step` returns
+    False when the work is done. Ctrl-C stops every worker before it propagates."""
+
+    pool: WorkerPool
+    console: Console
+    poll_s: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def reap(self) -> list[WorkerProc]:
+        """The workers that crashed since the last round (exits with 0 are just gone)."""
+        crashed = [w for w in self.pool.reap() if w.proc.returncode != 0]
+        for w in crashed:
+            self.console.print(f"[yellow]worker on slot {w.env.get('ABLAB_SLOT', w.slot)} "
+                               f"(pid {w.proc.pid}) exited with {w.proc.returncode}; see "
+                               f"{w.log}[/]")
+        if crashed and self.pool.crash_looping():
+            raise RuntimeError(f"workers keep crashing; see logs in {self.pool.log_dir}")
+        return crashed
+
+    def run(self, step: Callable[[list[WorkerProc]], bool], stop_workers: bool = True) -> None:
+        try:
+            while step(self.reap()):
+                self.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            if stop_workers:
+                self.pool.interrupt()
+            raise

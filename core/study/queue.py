@@ -19,11 +19,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+
+from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, finish
+from core.trial import TrialAttrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # fail_stale_trials and the retry callback are marked experimental since Optuna 2.8/2.9.
@@ -125,9 +128,22 @@ def dead_local_worker(who: str | None, live: set[str] | frozenset[str]) -> bool:
     return not (pid.isdigit() and _pid_alive(int(pid)))
 
 
-def lost(t: FrozenTrial) -> bool:
-    """A trial that ended without a result of its own: its worker died or was stopped."""
-    return t.state == TrialState.FAIL and t.user_attrs.get("outcome") != "failed"
+class StudyMeta(TypedDict, total=False):
+    """What the coordinator tells every worker through the queue (a study user attr)."""
+
+    kind: str  # ablation | search: which handler runs its trials
+    study: str
+    metric: str
+    direction: str
+    missing_as: str  # ablations: how a seed without a metric counts in the aggregates
+    # searches
+    spec: dict[str, Any]
+    raw: dict[str, Any]
+    explicit: list[str]
+    source: str
+    parent_run_id: str
+    source_hash: str | None
+    weights_uri: str | None
 
 
 @dataclass
@@ -136,7 +152,7 @@ class Job:
 
     trial_id: int
     number: int
-    attrs: dict[str, Any]
+    attrs: TrialAttrs
     params: dict[str, Any]
     who: str = ""  # the worker that claimed it
 
@@ -144,11 +160,15 @@ class Job:
 class Queue:
     """One Optuna study used as a work queue, through Optuna's public storage API."""
 
-    def __init__(self, storage_uri: str, name: str, direction: str = "maximize",
+    def __init__(self, storage_uri: str | BaseStorage, name: str, direction: str = "maximize",
                  create: bool = True, sampler=None, pruner=None):
-        self.uri = storage_uri
+        """`storage_uri`: a URL or journal path, or an open Optuna storage (tests hand an
+        `InMemoryStorage`)."""
+        if isinstance(storage_uri, BaseStorage):
+            self.uri, self.storage = "(in memory)", storage_uri
+        else:
+            self.uri, self.storage = storage_uri, open_storage(storage_uri)
         self.name = name
-        self.storage = open_storage(storage_uri)
         if create:
             self.study = optuna.create_study(study_name=name, storage=self.storage,
                                              direction=direction, load_if_exists=True,
@@ -171,11 +191,11 @@ class Queue:
 
     # -- what the coordinator tells every worker --------------------------------------------
 
-    def set_meta(self, meta: dict[str, Any]) -> None:
-        self.study.set_user_attr(META, meta)
+    def set_meta(self, meta: StudyMeta) -> None:
+        self.study.set_user_attr(META, dict(meta))
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> StudyMeta:
         return self.storage.get_study_user_attrs(self.study_id).get(META, {})
 
     ENQUEUING = "ablab.enqueuing_since"
@@ -199,17 +219,21 @@ class Queue:
     def by_key(self) -> dict[str, list[FrozenTrial]]:
         out: dict[str, list[FrozenTrial]] = {}
         for t in self.trials():
-            k = t.user_attrs.get("key")
+            k = t.user_attrs.get(ATTR_KEY)
             if k:
                 out.setdefault(k, []).append(t)
         return out
 
-    def has_work(self) -> bool:
-        return bool(self.trials(LIVE_STATES))
+    def count(self, states: tuple[TrialState, ...]) -> int:
+        return len(self.trials(states))
 
-    def enqueue(self, attrs: dict[str, Any], params: dict[str, Any] | None = None) -> None:
+    def has_work(self) -> bool:
+        return self.count(LIVE_STATES) > 0
+
+    def enqueue(self, attrs: TrialAttrs | dict[str, Any],
+                params: dict[str, Any] | None = None) -> None:
         """`params`: fixed parameters (a search trial retried with what it had sampled)."""
-        self.study.enqueue_trial(params=params or {}, user_attrs=attrs,
+        self.study.enqueue_trial(params=params or {}, user_attrs=dict(attrs),
                                  skip_if_exists=False)
 
     def claim(self, who: str) -> Job | None:
@@ -244,28 +268,19 @@ class Queue:
             return None
         if self.has_heartbeat:
             self.storage.record_heartbeat(tid)
-        self.storage.set_trial_user_attr(tid, "worker", who)
-        return Job(tid, t.number, dict(t.user_attrs), dict(t.params), who)
+        self.storage.set_trial_user_attr(tid, ATTR_WORKER, who)
+        return Job(tid, t.number, TrialAttrs(**t.user_attrs), dict(t.params), who)
 
-    def finish(self, job: Job, outcome: str, value: float | None, run_id: str | None) -> None:
-        """ok/collapsed -> COMPLETE with the metric; diverged -> PRUNED; failed/killed -> FAIL."""
-        self.storage.set_trial_user_attr(job.trial_id, "outcome", outcome)
-        if run_id:
-            self.storage.set_trial_user_attr(job.trial_id, "mlflow_run_id", run_id)
-        if outcome in ("ok", "collapsed") and value is not None and value == value:
-            state, values = TrialState.COMPLETE, [float(value)]
-        elif outcome in ("diverged", "pruned"):
-            state, values = TrialState.PRUNED, None
-        else:
-            state, values = TrialState.FAIL, None
-        # If it was failed as stale meanwhile, the finished MLflow run is what counts.
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            self.storage.set_trial_state_values(job.trial_id, state, values)
+    def finish(self, job: Job, outcome: Outcome, value: float | None = None,
+               run_id: str | None = None, **kw: Any) -> Outcome:
+        """End a claimed trial (core.lifecycle.finish)."""
+        return finish(self.storage, job.trial_id, outcome, value, run_id, **kw)
 
-    def fail(self, t: FrozenTrial, reason: str) -> bool:
+    def fail(self, t: FrozenTrial, outcome: Outcome) -> bool:
+        """A RUNNING trial whose worker is gone ends FAIL with why; False if it had ended."""
         tid = self.trial_id(t)
         try:
-            self.storage.set_trial_user_attr(tid, "outcome", reason)
+            self.storage.set_trial_user_attr(tid, ATTR_OUTCOME, outcome.value)
             return self.storage.set_trial_state_values(tid, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
@@ -276,8 +291,8 @@ class Queue:
         self.fail_stale()
         if not self.has_heartbeat:
             for t in self.trials((TrialState.RUNNING,)):
-                if dead_local_worker(t.user_attrs.get("worker"), live):
-                    self.fail(t, "crashed")
+                if dead_local_worker(t.user_attrs.get(ATTR_WORKER), live):
+                    self.fail(t, Outcome.CRASHED)
 
     def fail_stale(self) -> None:
         if self.has_heartbeat:

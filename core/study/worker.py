@@ -10,22 +10,26 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import optuna
 
-from core import tracking
+from core import lifecycle, tracking
 from core.errors import ConfigError
+from core.lifecycle import Outcome
 from core.runner import shielded
-from core.study.queue import LIVE_STATES, Job, Queue, worker_id
+from core.study.queue import LIVE_STATES, Job, Queue, StudyMeta, worker_id
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 class Handler(Protocol):
-    def run(self, job: Job) -> str:
+    def run(self, job: Job) -> Outcome:
         """Run one claimed trial to its end (finishing it in the queue); returns its outcome."""
 
 
-HandlerFactory = Callable[[Queue, Any, dict[str, Any]], Handler]
+HandlerFactory = Callable[[Queue, "MlflowClient", StudyMeta], Handler]
 
 
 def start_tensorflow() -> None:
@@ -109,8 +113,8 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
 
 def job_tags(job: Job, study: str) -> dict[str, str]:
     """Run tags that tie an MLflow run to its queue trial, worker and device slot."""
-    return {"optuna.trial_number": str(job.number), "ablab.worker": worker_id(),
-            "ablab.study": study, "ablab.slot": os.environ.get("ABLAB_SLOT", "cpu")}
+    return {lifecycle.QUEUE_NUMBER: str(job.number), lifecycle.WORKER: worker_id(),
+            lifecycle.STUDY: study, lifecycle.SLOT: os.environ.get("ABLAB_SLOT", "cpu")}
 
 
 @contextlib.contextmanager
@@ -124,14 +128,14 @@ def claimed(queue: Queue, *jobs: Job):
             beats.enter_context(queue.heartbeat(job.trial_id))
         try:
             yield
-        except Exception:
+        except Exception as err:
             for job in jobs:
-                queue.finish(job, "failed", None, None)
+                queue.finish(job, Outcome.FAILED, error=f"{type(err).__name__}: {err}")
             raise
         except BaseException:
             with shielded():
                 for job in jobs:
-                    queue.finish(job, "killed", None, None)
+                    queue.finish(job, Outcome.KILLED)
             raise
 
 
@@ -139,36 +143,37 @@ def serve_pool(queue_name: str, storage_uri: str, tracking_uri: str | None, wait
                gpus: list[str] | None, per_gpu: int, workers: int | None, console) -> int:
     """`ablab worker` on a machine with several device slots: one worker process per slot,
     restarted while the queue has work (after a crash or a memory recycle), stopped together
-    on Ctrl-C. Returns how many times a worker process was started."""
-    import sys
-
+    on Ctrl-C; supervised by the loop the coordinator uses. Returns how many times a worker
+    process was started."""
     from core.paths import MLRUNS_DIR
-    from core.study.pool import Pool
+    from core.study.pool import Pool, Supervisor
     from core.study.slots import device_slots
     from core.tracking import slug
 
-    cmd = [sys.executable, "-m", "core.cli", "worker", queue_name, "--storage", storage_uri,
-           *(["--tracking-uri", tracking_uri] if tracking_uri else []),
-           *(["--wait"] if wait else [])]
+    cmd = worker_cmd(queue_name, storage_uri, tracking_uri, wait)
     pool = Pool(cmd, device_slots(workers, per_gpu, gpus),
                 MLRUNS_DIR / "logs" / slug(f"worker-{queue_name}"))
     queue = Queue(storage_uri, queue_name, create=False)
     console.print(f"{len(pool.slots)} worker process(es) on slots "
                   f"{', '.join(s['ABLAB_SLOT'] for s in pool.slots)}; logs in {pool.log_dir}")
-    try:
-        pool.fill()
-        while True:
-            for w in pool.reap():
-                if w.proc.returncode != 0:
-                    console.print(f"[yellow]worker on {w.env['ABLAB_SLOT']} exited with "
-                                  f"{w.proc.returncode}; see {w.log}[/]")
-            if pool.crash_looping():
-                raise RuntimeError(f"workers keep crashing; see logs in {pool.log_dir}")
-            if queue.trials(LIVE_STATES if wait else (optuna.trial.TrialState.WAITING,)):
-                pool.fill()
-            elif not pool.procs:
-                return pool.started
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pool.interrupt()
-        raise
+    wanted = LIVE_STATES if wait else (optuna.trial.TrialState.WAITING,)
+
+    def step(crashed) -> bool:
+        if queue.count(wanted):
+            pool.fill()
+            return True
+        return bool(pool.procs)
+
+    pool.fill()
+    Supervisor(pool, console).run(step)
+    return pool.started
+
+
+def worker_cmd(queue_name: str, storage_uri: str, tracking_uri: str | None,
+               wait: bool = False) -> list[str]:
+    """The command line of one worker process of a pool."""
+    import sys
+
+    return [sys.executable, "-m", "core.cli", "worker", queue_name, "--storage", storage_uri,
+            *(["--tracking-uri", tracking_uri] if tracking_uri else []),
+            *(["--wait"] if wait else [])]

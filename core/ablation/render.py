@@ -1,0 +1,242 @@
+"""Rendering a study's tables: one list of columns per table drives the console, the live
+table, markdown, HTML and the CSV files, so a column added here shows everywhere with the same
+name and the same numbers. Pure: tables in, strings (or rich tables) out."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import stats
+from core.lifecycle import Outcome
+
+
+@dataclass(frozen=True)
+class Fmt:
+    """How cells are written: markdown and the console as plain text, HTML escaped."""
+
+    html: bool = False
+
+    def num(self, x: Any, digits: int = 4) -> str:
+        if isinstance(x, (float, np.floating)):
+            if math.isnan(x):
+                return "–" if self.html else "-"
+            return "inf" if math.isinf(x) else f"{x:.{digits}f}"
+        return self.text(x)
+
+    def ci(self, lo: Any, hi: Any, digits: int = 4) -> str:
+        return f"[{self.num(lo, digits)}, {self.num(hi, digits)}]"
+
+    def text(self, x: Any) -> str:
+        return html.escape(str(x)) if self.html else str(x)
+
+    def note(self, x: str) -> str:
+        return f"<em>{x}</em>" if self.html else x
+
+    def strong(self, x: str) -> str:
+        return f"<b>{self.text(x)}</b>" if self.html else self.text(x)
+
+
+PLAIN, HTML = Fmt(), Fmt(html=True)
+Row = Any  # a table row: a namedtuple from DataFrame.itertuples
+Cell = Callable[[Row, Fmt], str]
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str  # markdown, HTML
+    cell: Cell
+    fields: tuple[str, ...]  # the table's fields it shows (the CSV's leading columns)
+    short: str | None = None  # the console's header; None: not in the console table
+    live: bool = False  # also in the live table while the study runs
+
+
+def _variant(r: Row, f: Fmt) -> str:
+    return f.text(r.variant) + (" " + f.note("(baseline)") if r.baseline else "")
+
+
+VARIANT_COLUMNS = [
+    Column("variant", _variant, ("variant", "baseline"), "variant", live=True),
+    Column("n", lambda r, f: str(r.n), ("n",), "n", live=True),
+    Column("imputed", lambda r, f: str(r.imputed), ("imputed",), "imputed", live=True),
+    Column("mean ± std", lambda r, f: f"{f.num(r.mean)} ± {f.num(r.std)}", ("mean", "std"),
+           "mean ± std", live=True),
+    Column("95% CI (t)", lambda r, f: f.ci(r.ci95_low, r.ci95_high),
+           ("ci95_low", "ci95_high"), "95% CI", live=True),
+    Column("median", lambda r, f: f.num(r.median), ("median",)),
+    Column("IQM [95% CI]", lambda r, f: f"{f.num(r.iqm)} {f.ci(r.iqm_ci95_low, r.iqm_ci95_high)}",
+           ("iqm", "iqm_ci95_low", "iqm_ci95_high"), "IQM"),
+    Column("range", lambda r, f: f"{f.num(r.min)} – {f.num(r.max)}", ("min", "max")),
+    Column("test-set SE", lambda r, f: f.num(r.test_se), ("test_se",)),
+    Column("collapse rate", lambda r, f: f.num(r.collapse_rate, 2), ("collapse_rate",),
+           "collapse"),
+    Column(Outcome.DIVERGED.value, lambda r, f: str(getattr(r, Outcome.DIVERGED.value)),
+           (Outcome.DIVERGED.value,), Outcome.DIVERGED.value),
+    Column(Outcome.FAILED.value, lambda r, f: str(getattr(r, Outcome.FAILED.value)),
+           (Outcome.FAILED.value,), Outcome.FAILED.value),
+    Column("epochs", lambda r, f: f.num(r.mean_epochs_run, 1), ("mean_epochs_run",)),
+    Column("train s", lambda r, f: f.num(r.mean_train_time_s, 1), ("mean_train_time_s",)),
+]
+
+
+def _pairs(r: Row, f: Fmt) -> str:
+    return f"{r.test} ({min(r.n_base, r.n_variant)})" + (
+        f", left out seeds {f.text(r.left_out_seeds)}" if r.left_out_seeds else "")
+
+
+def _seeds(r: Row, f: Fmt) -> str:
+    return f.num(r.seeds_for_80_power, 0) if r.delta_declared else "declare delta"
+
+
+COMPARISON_COLUMNS = [
+    Column("variant", lambda r, f: f.text(r.variant), ("variant",), "variant"),
+    Column("verdict", lambda r, f: f.strong(r.verdict), ("verdict",), "verdict"),
+    Column("difference [Holm-adjusted CI]",
+           lambda r, f: f"{f.num(r.diff)} {f.ci(r.diff_ci_low, r.diff_ci_high)}",
+           ("diff", "diff_ci_low", "diff_ci_high"), "diff [Holm CI]"),
+    Column("CI level", lambda r, f: f"{f.num(r.ci_level * 100, 1)}%", ("ci_level",)),
+    Column("unadjusted 95% CI", lambda r, f: f.ci(r.diff_ci95_low, r.diff_ci95_high),
+           ("diff_ci95_low", "diff_ci95_high")),
+    Column("test (pairs)", _pairs, ("test", "n_base", "n_variant", "left_out_seeds")),
+    Column("p (Holm)", lambda r, f: f.num(r.p_holm), ("p_holm",), "p (Holm)"),
+    Column("Wilcoxon p", lambda r, f: f.num(r.p_wilcoxon), ("p_wilcoxon",)),
+    Column("effect size", lambda r, f: f"{r.effect_size_kind} {f.num(r.effect_size, 2)}",
+           ("effect_size_kind", "effect_size"), "effect"),
+    Column("P(improvement) [95% CI]", lambda r, f: f"{f.num(r.prob_improvement, 2)} "
+           f"{f.ci(r.prob_improvement_low, r.prob_improvement_high, 2)}",
+           ("prob_improvement", "prob_improvement_low", "prob_improvement_high"), "P(improve)"),
+    Column("seeds for 80% power at ±delta", _seeds, ("seeds_for_80_power",), "seeds@80%"),
+]
+
+
+def cells(columns: list[Column], df: pd.DataFrame, f: Fmt) -> list[list[str]]:
+    return [[col.cell(r, f) for col in columns] for r in df.itertuples()]
+
+
+def for_csv(columns: list[Column], df: pd.DataFrame) -> pd.DataFrame:
+    """The table's fields in the order its columns show them, then the rest."""
+    lead = list(dict.fromkeys(k for col in columns for k in col.fields if k in df))
+    return df[lead + [k for k in df.columns if k not in lead]]
+
+
+def markdown(columns: list[Column], df: pd.DataFrame) -> list[str]:
+    return ["| " + " | ".join(c.header for c in columns) + " |",
+            "|" + "---|" * len(columns),
+            *("| " + " | ".join(row) + " |" for row in cells(columns, df, PLAIN))]
+
+
+def rich_table(columns: list[Column], df: pd.DataFrame, title: str | None = None,
+               live: bool = False):
+    """The console's (or with `live`, the live display's) view of the table."""
+    from rich import box
+    from rich.table import Table
+
+    shown = [c for c in columns if (c.live if live else c.short)]
+    t = Table(title=title, box=None if live else box.HEAVY_HEAD, pad_edge=not live)
+    for c in shown:
+        t.add_column(c.short or c.header, justify="left" if c is columns[0] else "right")
+    for row in cells(shown, df, PLAIN):
+        t.add_row(*row)
+    return t
+
+
+def with_delta(ct: pd.DataFrame, delta: float | None) -> pd.DataFrame:
+    """The comparison table with what its seed-planning column needs to know."""
+    return ct.assign(delta_declared=bool(delta)) if len(ct) else ct
+
+
+# ----------------------------------------------------------------------------- notes
+
+COVERAGE_NOTE = (
+    "What the intervals cover: training noise over seeds (initialisation, data order, "
+    "augmentation, dropout) with the data split fixed. The test set's own sampling noise is "
+    "not in them: its binomial standard error per run is the column 'test-set SE'. Set "
+    "`data.vary_split_with_seed: true` to put the split's noise in them too.")
+
+
+ADAPTIVE_NOTE = (
+    "Adaptive seeds: the verdict column comes from the sequential rule (group-sequential "
+    "paired t-tests at Lan-DeMets alpha-spending boundaries, Holm across variants, TOST for "
+    "equivalence, futility when the final boundary is out of reach), which keeps the error "
+    "rates whatever look a variant stopped at. The p-values and CIs beside it are fixed-n "
+    "figures on the seeds each variant got and are not adjusted for the looks: read them as "
+    "descriptions. A variant stopped as futile is inconclusive, not 'the same'.")
+
+
+def reading_notes(delta: float | None, missing_as: str, imputed: int,
+                  adaptive: bool = False) -> list[str]:
+    """What the numbers mean, for the markdown and the HTML report alike."""
+    return [ADAPTIVE_NOTE] * adaptive + [
+        COVERAGE_NOTE,
+        f"Seeds without a metric (diverged or failed) count as `missing_as: {missing_as}` "
+        f"({imputed} imputed in this report): the verdict covers every seed that ran, not "
+        "only the survivors.",
+        "Verdicts: better/worse when the Holm-adjusted test rejects (the difference's CI is "
+        "Holm-adjusted to agree with it: its level is in the 'CI level' column); "
+        + (f"equivalent within ±{delta:g} when Holm-adjusted TOST shows the difference is "
+           "inside that margin; " if delta else
+           "with no `delta:` declared, equivalence cannot be shown; ")
+        + "otherwise inconclusive: the data did not decide, which is not 'the same'. Seeds "
+        "for 80% power are planned from the declared delta and an upper "
+        f"{stats.SD_CONFIDENCE:.0%} confidence limit of the seed SD, never from the observed "
+        "effect. The effect size is d_z (mean paired difference over its SD) for paired "
+        "comparisons, Hedges' g otherwise. P(improvement): share of seeds where the variant "
+        "beats the baseline (paired; ties count half) or Mann-Whitney U/(n1 n2). IQM: "
+        f"interquartile mean, its bootstrap CI shown from {stats.IQM_CI_MIN_N} seeds.",
+        "Collapsed: nearly all examples of other classes predicted as one class, or agreement "
+        "with the labels no better than chance (Cohen's kappa <= 0)."]
+
+
+def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
+                     ct: pd.DataFrame, missing: list[str], plots: list[str],
+                     delta: float | None = None, missing_as: str = "chance",
+                     question: str = "", recall: pd.DataFrame | None = None,
+                     adaptive: tuple[str, list[dict]] | None = None) -> str:
+    lines = [f"# {study}: {metric} ({direction})", ""]
+    if question:
+        lines += ["> " + line for line in question.splitlines()] + [""]
+    lines += ["## Per variant", "", *markdown(VARIANT_COLUMNS, vt)]
+    if len(ct):
+        lines += ["", f"## Against the baseline ({ct['baseline'].iloc[0]})", "",
+                  *markdown(COMPARISON_COLUMNS, with_delta(ct, delta))]
+    if adaptive is not None:
+        lines += ["", "## Adaptive seeds: the looks, and where each variant stopped", "",
+                  adaptive[0], "", "| variant | decision | seeds | why | looks |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['decision']} | {r['n']} | {r['why']} | "
+                  f"{r['looks']} |" for r in adaptive[1]]
+    if recall is not None:
+        cols = list(recall.columns[1:])
+        lines += ["", "## Per-class recall (imbalanced test set; mean over seeds)", "",
+                  "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for r in recall.itertuples(index=False):
+            lines.append(f"| {r[0]} | " + " | ".join(PLAIN.num(v, 3) for v in r[1:]) + " |")
+    if missing:
+        lines += ["", f"## Missing ({len(missing)} trial(s) without a finished run)", ""]
+        lines += [f"- {m}" for m in missing[:50]]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    imputed = int(vt["imputed"].sum()) if len(vt) else 0
+    lines += ["", "## How to read this", ""]
+    for note in reading_notes(delta, missing_as, imputed, adaptive is not None):
+        lines += [note, ""]
+    return "\n".join(lines)
+
+
+def print_report(console, study: str, metric: str, vt: pd.DataFrame, ct: pd.DataFrame,
+                 missing: list[str], out_dir, quiet: bool, delta: float | None) -> None:
+    if len(ct):
+        console.print(rich_table(COMPARISON_COLUMNS, with_delta(ct, delta),
+                                 f"{study}: {metric} vs baseline {ct['baseline'].iloc[0]}"))
+    if not quiet:
+        console.print(rich_table(VARIANT_COLUMNS, vt, f"{study}: {metric} per variant"))
+    if missing:
+        console.print(f"[yellow]{len(missing)} trial(s) have no finished run yet:[/] "
+                      + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                      + " (rerun the study to fill them in)")
+    console.print(f"report: {out_dir}/index.html (and summary.md, csv, png; also in MLflow)")

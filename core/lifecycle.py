@@ -1,0 +1,218 @@
+"""A trial's life, owned here and nowhere else: how a trial can end (`Outcome`), what each end
+means in the queue (Optuna state) and in the record (MLflow run status), the run roles and the
+tag names ablab writes, and the two calls every trial ends through: `end_run` for its MLflow
+run, `finish` for its queue trial. Ablation trials, packed trials and search trials alike.
+
+As MLflow keeps every tag name in `mlflow/utils/mlflow_tags.py` and Optuna ends every trial in
+`study/_tell.py`: a new outcome, role or tag is one line here, and every reader (the report,
+`ablab list`, the UI) finds it under the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class Outcome(str, Enum):
+    """How one trial ended. `state`: its Optuna state; `status`: its MLflow run's status."""
+
+    OK = "ok"  # trained and evaluated
+    COLLAPSED = "collapsed"  # trained, but its predictions carry no information (core.outcome)
+    DIVERGED = "diverged"  # NaN/inf loss: no metric of its own; counts as `missing_as` says
+    PRUNED = "pruned"  # a search's pruner stopped it
+    FAILED = "failed"  # an exception of its own: recorded, not retried within the run
+    KILLED = "killed"  # stopped by Ctrl-C or SIGTERM, or its worker died: retried
+    CRASHED = "crashed"  # its worker process vanished (journal storage): retried
+    PREEMPTED = "preempted"  # its worker was told to stop by a cluster: retried, not counted
+    SKIPPED = "skipped"  # a finished run of its trial already existed: nothing was trained
+
+    @property
+    def state(self) -> TrialState:
+        return _STATE[self]
+
+    @property
+    def status(self) -> str:
+        return _STATUS[self]
+
+    @property
+    def retried(self) -> bool:
+        """Ended without a result of its own: the trial runs again."""
+        return self in (Outcome.KILLED, Outcome.CRASHED, Outcome.PREEMPTED)
+
+    @property
+    def trained(self) -> bool:
+        """A model was trained to the end and evaluated (it has the metric)."""
+        return self in (Outcome.OK, Outcome.COLLAPSED)
+
+    @classmethod
+    def of(cls, name: str | None, default: Outcome | None = None) -> Outcome:
+        """An outcome from a tag or attr value; `default` when there is none."""
+        if name is None and default is not None:
+            return default
+        return cls(name)
+
+
+_STATE = {Outcome.OK: TrialState.COMPLETE, Outcome.COLLAPSED: TrialState.COMPLETE,
+          Outcome.SKIPPED: TrialState.COMPLETE, Outcome.DIVERGED: TrialState.PRUNED,
+          Outcome.PRUNED: TrialState.PRUNED, Outcome.FAILED: TrialState.FAIL,
+          Outcome.KILLED: TrialState.FAIL, Outcome.CRASHED: TrialState.FAIL,
+          Outcome.PREEMPTED: TrialState.FAIL}
+_STATUS = {Outcome.OK: "FINISHED", Outcome.COLLAPSED: "FINISHED", Outcome.SKIPPED: "FINISHED",
+           Outcome.DIVERGED: "FINISHED", Outcome.PRUNED: "FINISHED", Outcome.FAILED: "FAILED",
+           Outcome.KILLED: "KILLED", Outcome.CRASHED: "KILLED", Outcome.PREEMPTED: "KILLED"}
+
+# ------------------------------------------------------------------------ run roles and tags
+
+ROLE = "ablab.role"
+
+
+class Role(str, Enum):
+    TRIAL = "trial"  # one trained model (one seed of a variant, one search trial)
+    SEED = "seed"  # a search trial's seed, nested under its `trial` run
+    VARIANT = "variant"  # an ablation variant's parent: aggregates over its seeds
+    SEARCH = "search"  # a search's parent
+    STUDY = "study"  # the study's report
+    PRETRAIN = "pretrain"  # a pretraining source's backbone
+
+
+OUTCOME = "ablab.outcome"
+END_REASON = "ablab.end_reason"
+ERROR = "ablab.error"
+TRIAL_HASH = "ablab.trial_hash"
+SEED = "ablab.seed"
+VARIANT = "ablab.variant"
+VARIANT_HASH = "ablab.variant_hash"
+BASELINE = "ablab.baseline"
+STUDY = "ablab.study"
+METRIC = "ablab.metric"
+EXPERIMENT = "ablab.experiment"
+DETERMINISTIC = "ablab.deterministic"
+PACK = "ablab.pack"
+TICKET = "ablab.ticket"
+WORKER = "ablab.worker"
+SLOT = "ablab.slot"
+DECISION = "ablab.decision"
+DECISION_WHY = "ablab.decision_why"
+N_SEEDS = "ablab.n_seeds"
+MODEL_URI = "ablab.model_uri"
+PRETRAIN_HASH = "ablab.pretrain_hash"
+PRETRAIN_SOURCE = "ablab.pretrain_source"
+PRETRAINED_FROM = "ablab.pretrained_from"
+REPORT_METRIC = "ablab.report_metric"
+DEVICE = "ablab.device"
+DTYPE_POLICY = "ablab.dtype_policy"
+ONEDNN = "ablab.onednn"
+DATA_PREFIX = "ablab."  # + a data source's info key (data_cache, data_decoded_here, ...)
+QUEUE_NUMBER = "optuna.trial_number"  # the queue trial a run belongs to
+OPTUNA_STATE = "optuna.state"
+OPTUNA_STUDY = "optuna.study"
+OPTUNA_PARAMS = "optuna.params"
+OPTUNA_BEST_TRIAL = "optuna.best_trial"
+PARENT = "mlflow.parentRunId"
+
+
+def verdict_tag(metric: str) -> str:
+    return f"ablab.verdict_{metric}"
+
+
+def role_filter(role: Role | None, op: str = "=") -> str:
+    """An MLflow search filter on the run role (None: the empty role, so `!=` finds every
+    run that has one)."""
+    return f"tags.`{ROLE}` {op} '{role.value if role else ''}'"
+
+
+def role_of(tags: dict[str, str]) -> Role | None:
+    r = tags.get(ROLE)
+    return Role(r) if r in Role._value2member_map_ else None
+
+
+# ------------------------------------------------------------------------ queue trial attrs
+
+ATTR_OUTCOME = "outcome"
+ATTR_RUN_ID = "mlflow_run_id"
+ATTR_ERROR = "error"
+ATTR_WORKER = "worker"
+ATTR_KEY = "key"
+
+
+def attr_outcome(t: FrozenTrial) -> Outcome | None:
+    v = t.user_attrs.get(ATTR_OUTCOME)
+    return Outcome(v) if v in Outcome._value2member_map_ else None
+
+
+def lost(t: FrozenTrial) -> bool:
+    """A queue trial that ended without a result of its own: its worker died or was stopped
+    (Optuna's heartbeat failing it leaves no outcome at all)."""
+    return t.state == TrialState.FAIL and attr_outcome(t) != Outcome.FAILED
+
+
+def failed_on_its_own(t: FrozenTrial) -> bool:
+    return t.state == TrialState.FAIL and attr_outcome(t) == Outcome.FAILED
+
+
+# ------------------------------------------------------------------------ ending a trial
+
+
+def end_run(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = None,
+            error: str | None = None) -> None:
+    """End an MLflow run with its outcome tag (and why, when something else ended it): the
+    status comes from the outcome, so a run and its queue trial always agree."""
+    from core import tracking
+
+    tags: dict[str, Any] = {OUTCOME: outcome.value}
+    if why:
+        tags[END_REASON] = why
+    if error:
+        tags[ERROR] = error[:5000]
+    try:
+        tracking.set_tags(c, run_id, tags)
+    finally:
+        c.set_terminated(run_id, outcome.status)
+
+
+class QueueStorage(Protocol):
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None: ...
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: list[float] | None = None) -> bool: ...
+
+
+Tell = Callable[..., Any]  # optuna.Study.tell, bound to a study with the search's sampler
+
+
+def finish(storage: QueueStorage, trial_id: int, outcome: Outcome, value: float | None = None,
+           run_id: str | None = None, *, error: str | None = None,
+           tell: Tell | None = None, trial: Any = None) -> Outcome:
+    """End one queue trial: its outcome, run and error as attrs, then its Optuna state with
+    the value. A trained trial without a finite value has no result to compare and ends
+    FAIL/failed. `tell` (a search: Optuna's `Study.tell`, so its sampler sees the result) sets
+    the state instead of the storage. A trial already ended meanwhile (failed as stale while
+    its result was on the way) is left as it is: the finished MLflow run is what counts."""
+    if outcome.trained and (value is None or not math.isfinite(value)):
+        outcome, error = Outcome.FAILED, error or "no finite value of the study's metric"
+    storage.set_trial_user_attr(trial_id, ATTR_OUTCOME, outcome.value)
+    if run_id:
+        storage.set_trial_user_attr(trial_id, ATTR_RUN_ID, run_id)
+    if error:
+        storage.set_trial_user_attr(trial_id, ATTR_ERROR, error[:2000])
+    values = [float(value)] if outcome.state == TrialState.COMPLETE and value is not None \
+        else None
+    if tell is not None:
+        # GridSampler asks to stop the study once the grid is covered; outside Optuna's own
+        # optimize loop that is a RuntimeError after the state was stored.
+        with contextlib.suppress(RuntimeError, UpdateFinishedTrialError):
+            tell(trial, state=outcome.state, values=values)
+        return outcome
+    with contextlib.suppress(UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial_id, outcome.state, values)
+    return outcome
