@@ -37,6 +37,7 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --timeout 1200 --durations=25 -n $(JOBS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP)
@@ -44,6 +45,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

@@ -57,7 +57,7 @@ def _dense_head(e: Experiment) -> bool:
     return bool(HEADS.meta(e.model.head).get("dense"))
 
 
-CUSTOM = When(f"augment.strength={_names(POLICIES, lambda m: m.get('uses_ops'))}",
+CUSTOM = When(f"augment.strength={_names(POLICIES, lambda m: bool(m.get('uses_ops')))}",
               lambda e: bool(POLICIES.meta(e.augment.strength).get("uses_ops")),
               ("augment.strength",), {"augment.strength": "custom"})
 PRETRAINED = When("pretrained weights (model.weights=imagenet, pretrain:<experiment> or an "
@@ -65,7 +65,7 @@ PRETRAINED = When("pretrained weights (model.weights=imagenet, pretrain:<experim
                   lambda e: e.model.pretrained, ("model.weights",),
                   {"model.weights": PRETRAIN_EXAMPLE})
 BN_CHOICE = When(f"pretrained weights and model.finetune="
-                 f"{_names(FINETUNE, lambda m: m.get('bn_choice'))} (the other policies fix "
+                 f"{_names(FINETUNE, lambda m: bool(m.get('bn_choice')))} (the other policies fix "
                  "what BatchNorm does)",
                  lambda e: e.model.pretrained and FINETUNE.meta(e.model.finetune)["bn_choice"],
                  ("model.weights", "model.finetune"),
@@ -75,18 +75,19 @@ TWO_PHASE = When("pretrained weights and model.head_epochs > 0",
                  ("model.weights", "model.head_epochs"),
                  {"model.weights": PRETRAIN_EXAMPLE, "model.head_epochs": 1,
                   "train.epochs": 2})
-BUILT_CNN = When(f"a backbone built from the config: model.backbone="
-                 f"{_names(BACKBONES, lambda m: m.get('configurable'))} with model.weights=none "
+CONFIGURABLE = _names(BACKBONES, lambda m: bool(m.get("configurable")))
+BUILT_CNN = When(f"a backbone built from the config: model.backbone={CONFIGURABLE} with "
+                 "model.weights=none "
                  "(a pretrained backbone keeps its source's architecture)",
                  _built_cnn, ("model.backbone", "model.weights"),
                  {"model.backbone": "cnn", "model.weights": "none"})
 ACTIVATION = When(f"{BUILT_CNN.needs}, or a head with a Dense layer (model.head="
-                  f"{_names(HEADS, lambda m: m.get('dense'))})",
+                  f"{_names(HEADS, lambda m: bool(m.get('dense')))})",
                   lambda e: _built_cnn(e) or _dense_head(e),
                   ("model.backbone", "model.weights", "model.head"),
                   {"model.backbone": "cnn", "model.weights": "none"})
 DENSE_HEAD = When(f"a head with a Dense layer (model.head="
-                  f"{_names(HEADS, lambda m: m.get('dense'))})",
+                  f"{_names(HEADS, lambda m: bool(m.get('dense')))})",
                   _dense_head, ("model.head",), {"model.head": "gap_dense"})
 
 
@@ -147,7 +148,8 @@ class Axis:
         if self.choices():
             return ", ".join(str(a).lower() if isinstance(a, bool) else str(a)
                              for a in self.choices())
-        lo = hi = None
+        lo: Any = None
+        hi: Any = None
         lo_op, hi_op = ">=", "<="
         for m in self.field().metadata:
             if isinstance(m, Ge):
@@ -302,7 +304,7 @@ def check_names(exp: Experiment) -> None:
         raise ConfigError(f"data.channels: {exp.model.backbone} needs {meta['channels']} "
                           f"channels (got {exp.data.channels})")
     if exp.model.weights == "imagenet" and not meta.get("imagenet"):
-        with_weights = _names(BACKBONES, lambda m: m.get("imagenet"))
+        with_weights = _names(BACKBONES, lambda m: bool(m.get("imagenet")))
         raise ConfigError(f"model.weights=imagenet: model.backbone={exp.model.backbone} has no "
                           f"ImageNet weights (those that do: {with_weights.replace('|', ', ')})")
 

@@ -73,8 +73,8 @@ def train(
     from core.data import check
 
     check(exp.data, console)  # a folder's problems end here, before any run exists
-    src = pretrain.source(source_name(exp.model.weights)) \
-        if source_name(exp.model.weights) else None
+    name = source_name(exp.model.weights)
+    src = pretrain.source(name) if name else None
     trial = Trial.new(exp, seed, exp.name, source_hash=src.hash if src else None)
     c = tracking.client(tracking_uri)
     if src is not None:  # trained (once) in a run of its own, before this trial's run

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,8 @@ def start_run(trial: Trial, c, experiment_id: str) -> str:
     return run_id
 
 
-def run_trial(trial: Trial, c=None, cache: DataCache | None = None, callbacks: list = (),
+def run_trial(trial: Trial, c=None, cache: DataCache | None = None,
+              callbacks: Sequence[Any] = (),
               keep_backbone: bool = False, tracking_uri: str | None = None) -> TrialResult:
     """Open a run, train, record. Exceptions end the run FAILED (traceback attached);
     Ctrl-C ends it KILLED and propagates, so nothing stays RUNNING. `keep_backbone`: log the

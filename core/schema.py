@@ -155,7 +155,9 @@ def field_info(path: str, model: type[BaseModel] = Experiment):
     """The pydantic FieldInfo of a dotted path (KeyError if there is none)."""
     parts = path.split(".")
     for p in parts[:-1]:
-        model = model.model_fields[p].annotation
+        sub = model.model_fields[p].annotation
+        assert isinstance(sub, type) and issubclass(sub, BaseModel), path
+        model = sub
     return model.model_fields[parts[-1]]
 
 

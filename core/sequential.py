@@ -79,14 +79,15 @@ def boundaries(looks: tuple[int, ...], alpha: float = stats.ALPHA,
     t = np.asarray(looks, float) / looks[-1]
     grid_n = 801
     out: list[float] = []
-    density = None  # of S_{k-1} on its continuation region, on `grid`
-    grid = None
+    density: np.ndarray | None = None  # of S_{k-1} on its continuation region, on `grid`
+    grid = np.zeros(0)
     prev_t = 0.0
     for k, tk in enumerate(t):
         a_k = spent(tk, alpha, kind) - spent(prev_t, alpha, kind)
         dt = tk - prev_t
         if density is None:
             c = float(st.norm.ppf(1 - a_k / 2))
+            new_density = None
         else:
             sd = math.sqrt(dt)
 
@@ -240,7 +241,7 @@ def next_n(d: Decision, looks: tuple[int, ...]) -> int:
     return looks[min(looks.index(d.n) + 1, len(looks) - 1)]
 
 
-def wanted(decisions: dict[str, Decision], plan: SeedPlan) -> dict[str, int]:
+def wanted(decisions: dict[str, Decision], plan: SeedPlan) -> dict[str | None, int]:
     """Seeds per variant that the plan runs now; the baseline (key None) needs the most."""
     per: dict[str | None, int] = {v: next_n(d, plan.looks()) for v, d in decisions.items()}
     per[None] = max(per.values(), default=plan.min)

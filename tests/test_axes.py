@@ -1,8 +1,9 @@
 """The axis registry: every axis is settable, and every axis acts.
 
 `test_every_axis_acts` is parametrized over the whole registry: an axis added tomorrow is
-varied between two valid values on a small base config, and the built model, its compiled
-training or its first steps must differ. An axis that can only act in some configs says so
+varied between two valid values on a small base config, and what the real training code does
+with it (the `Model.fit` calls it makes, the weights they end with, a TTA prediction) must
+differ. An axis that can only act in some configs says so
 (`when=`), and setting it elsewhere is a config error."""
 
 import json
@@ -80,18 +81,71 @@ def _two_values(axis) -> tuple:
     raise AssertionError(f"{axis.path}: no second valid value to vary it to")
 
 
+class FitSpy:
+    """Observes the real `keras.Model.compile` and `fit` while the real training code runs:
+    what each fit was given (the model, its optimizer, what it was compiled with, epochs,
+    class weights, callbacks), how many batches it ran and how many towers (outputs) the
+    model had. It runs the steps eagerly (a few
+    batches do not repay tracing a graph); nothing else about training changes."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def __enter__(self):
+        import keras
+
+        spy, original = self, keras.Model.fit
+        self._original, self._compile = original, keras.Model.compile
+        compiled: dict[int, str] = {}
+
+        def compile(model, *args, **kw):
+            compiled[id(model)] = f"jit_compile={kw.get('jit_compile')}"
+            return self._compile(model, *args, **kw)
+
+        class Count(keras.callbacks.Callback):
+            batches = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                Count.batches += 1
+
+        def fit(model, *args, **kw):
+            counter = Count()
+            cbs = list(kw.get("callbacks") or [])
+            model.run_eagerly = True
+            out = original(model, *args, **{**kw, "callbacks": cbs + [counter]})
+            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            spy.calls.append((
+                model.to_json(), model.count_params(), trainable, len(model.outputs),
+                json.dumps(model.optimizer.get_config(), sort_keys=True, default=str),
+                compiled.get(id(model)), kw.get("epochs"), kw.get("initial_epoch", 0),
+                json.dumps(kw.get("class_weight"), sort_keys=True),
+                [(type(cb).__name__, getattr(cb, "patience", None)) for cb in cbs],
+                Count.batches))
+            return out
+
+        keras.Model.fit, keras.Model.compile = fit, compile
+        return self
+
+    def __exit__(self, *exc):
+        import keras
+
+        keras.Model.fit, keras.Model.compile = self._original, self._compile
+
+
 def _stages(exp, seed: int = 0):
-    """What an axis can change: the data, the model, the compiled training (optimizer,
-    callbacks, XLA, plan), then the numbers of two training steps and a TTA prediction."""
+    """What an axis can change, observed on the real training path: the data; every
+    `Model.fit` call that the worker's own code makes (alone, or packed as the handler
+    decides); the trained weights' losses; a TTA prediction."""
     import keras
 
-    from core import pack
-    from core.data import load_dataset, to_tf
-    from core.models import BACKBONES, build_model
+    from core.ablation.handler import pack_size
+    from core.data import load_dataset
+    from core.models import BACKBONES
+    from core.pack import fit_packed
     from core.pretrain import source
     from core.seeding import seed_everything
-    from core.train import callbacks, class_weights, compile_model, jit_compile, predict
-    from core.trial import source_name
+    from core.train import fit, predict
+    from core.trial import Trial, source_name
 
     keras.backend.clear_session()  # layer names restart, so two builds compare equal
     data = load_dataset(exp.data)
@@ -100,32 +154,22 @@ def _stages(exp, seed: int = 0):
     keras.mixed_precision.set_global_policy(policy)
     try:
         seed_everything(seed, exp.train.deterministic)
-        backbone = None
+        backbone, src_hash = None, None
         if source_name(exp.model.weights):  # stands in for the pretrained backbone
-            src = source(source_name(exp.model.weights)).exp
-            backbone = BACKBONES[src.model.backbone](src.model, data.input_shape)
-        two_phase = exp.model.pretrained and exp.model.head_epochs > 0
-        model = build_model(exp, data.input_shape, data.n_classes, backbone=backbone,
-                            finetune="head_only" if two_phase else None)
-        yield ("model", model.to_json(), model.count_params(),
-               sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-        steps = -(-len(data.y_train) // exp.train.batch_size)
-        compile_model(model, exp, steps)
-        model.run_eagerly = True  # two steps do not repay tracing a graph
-        opt = model.optimizer.get_config()
-        yield ("training", json.dumps(opt, sort_keys=True, default=str), jit_compile(exp),
-               pack.plan(exp),
-               [(type(cb).__name__, getattr(cb, "patience", None))
-                for cb in callbacks(exp.train, None, [])],
-               exp.train.epochs * steps, exp.model.finetune_lr_factor if two_phase else None)
-        weights = class_weights(data.y_train, data.n_classes) \
-            if exp.train.class_weight == "balanced" else None  # what fit() is given
-        x, y = next(iter(to_tf(data.x_train, data.y_train, data.n_classes,
-                               exp.train.batch_size, seed, shuffle=True)))
-        losses = [float(model.train_on_batch(x, y, class_weight=weights, return_dict=True)
-                        ["loss"]) for _ in range(2)]
+            src = source(source_name(exp.model.weights))
+            backbone = BACKBONES[src.exp.model.backbone](src.exp.model, data.input_shape)
+            src_hash = src.hash
+        k = pack_size(Trial.new(exp, seed, "axes", source_hash=src_hash))
+        with FitSpy() as spy:
+            if k > 1:
+                model = fit_packed(exp, data, [seed + i for i in range(k)])[0].model
+            else:
+                model = fit(exp, data, seed, backbone=backbone).model
+        yield ("fit", spy.calls)
+        yield ("weights", [np.round(np.asarray(w, dtype="float64"), 5).tolist()
+                           for w in model.get_weights()[-2:]])
         _, tta = predict(model, data.x_test[:32], tta=exp.eval.tta)
-        yield ("steps", losses, None if tta is None else tta.round(6).tolist())
+        yield ("tta", None if tta is None else tta.round(6).tolist())
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

@@ -98,3 +98,93 @@ def test_unknown_registry_names_are_errors_listing_the_valid_ones(field):
     assert field in msg
     for name in reg.names():
         assert name in msg
+
+
+# ----------------------------------------------------------------------------- layers
+
+EDGE = {"core.cli", "core.inventory", "core.ui", "core.server"}
+STRATEGIES = ("core.ablation", "core.search")
+ENGINE = ("core.study",)
+REPORT = {"core.ablation.report", "core.ablation.figures", "core.ablation.html"}
+PURE = {"core.ablation.analysis", "core.ablation.render", "core.ablation.figures",
+        "core.ablation.html", "core.stats", "core.sequential", "core.outcome"}
+
+
+def layer(mod: str) -> int:
+    """3: the command line and other edges; 2: the strategies (ablations, searches); 1: the
+    study engine they share; 0: the library below (data, models, training, tracking, the
+    trial lifecycle, statistics)."""
+    if mod in EDGE:
+        return 3
+    if mod.startswith(STRATEGIES):
+        return 2
+    if mod.startswith(ENGINE):
+        return 1
+    return 0
+
+
+def test_imports_point_down_the_layers():
+    bad = [f"{a} -> {b}" for a, deps in import_graph().items() for b in deps
+           if layer(b) > layer(a)]
+    assert bad == []
+
+
+def test_strategies_do_not_import_each_other():
+    graph = import_graph()
+    bad = [f"{a} -> {b}" for a, deps in graph.items() for b in deps
+           if a.startswith(STRATEGIES) and b.startswith(STRATEGIES)
+           and a.split(".")[1] != b.split(".")[1]]
+    assert bad == []
+
+
+def test_the_coordinator_and_workers_import_no_report_code():
+    graph = import_graph()
+    running = [m for m in graph if m.startswith(ENGINE)] + ["core.ablation.study",
+                                                           "core.ablation.handler"]
+    bad = [f"{a} -> {b}" for a in running for b in graph[a] if b in REPORT]
+    assert bad == []
+
+
+def test_pure_modules_touch_no_store():
+    graph = import_graph()
+    bad = [f"{a} -> {b}" for a in PURE for b in graph[a]
+           if b == "core.tracking" or b.startswith(ENGINE) or b == "core.ablation.runs"]
+    assert bad == []
+
+
+def test_the_layer_rules_catch_a_bad_import():
+    assert layer("core.study.coordinator") < layer("core.ablation.study") < layer("core.cli")
+    assert layer("core.runner") == 0
+
+
+# ----------------------------------------------------------------------------- size, names
+
+MAX_LINES = 450
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {str(p.relative_to(CORE.parent)): n for p in CORE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def string_constants() -> dict[str, list[str]]:
+    """Module -> every string constant in it (docstrings and f-string parts included)."""
+    out = {}
+    for p in CORE.rglob("*.py"):
+        out[module_name(p)] = [n.value for n in ast.walk(ast.parse(p.read_text()))
+                               if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return out
+
+
+def test_the_role_tag_and_outcome_names_are_spelled_in_one_module():
+    """`ablab.role` and each outcome's name are written only in core/lifecycle.py; every
+    other module says lifecycle.ROLE, Outcome.DIVERGED, ..."""
+    from core.lifecycle import Outcome
+
+    consts = string_constants()
+    role = {m for m, values in consts.items() if any("ablab.role" in v for v in values)}
+    assert role == {"core.lifecycle"}
+    for o in Outcome:
+        where = {m for m, values in consts.items() if o.value in values}
+        assert where == {"core.lifecycle"}, (o.value, where)

@@ -132,13 +132,15 @@ def markdown(columns: list[Column], df: pd.DataFrame) -> list[str]:
 
 
 def rich_table(columns: list[Column], df: pd.DataFrame, title: str | None = None,
-               live: bool = False):
-    """The console's (or with `live`, the live display's) view of the table."""
+               live: bool = False, boxed: bool | None = None):
+    """The console's view of the table, or with `live` the live display's columns (boxed
+    unless `boxed` says otherwise)."""
     from rich import box
     from rich.table import Table
 
     shown = [c for c in columns if (c.live if live else c.short)]
-    t = Table(title=title, box=None if live else box.HEAVY_HEAD, pad_edge=not live)
+    boxed = not live if boxed is None else boxed
+    t = Table(title=title, box=box.HEAVY_HEAD if boxed else None, pad_edge=boxed)
     for c in shown:
         t.add_column(c.short or c.header, justify="left" if c is columns[0] else "right")
     for row in cells(shown, df, PLAIN):

@@ -214,7 +214,7 @@ def summarize(name: str, trials: list[Trial], c: MlflowClient, exp_id: str, ab: 
 def print_summary(res: StudyResult, metric: str, console: Console) -> None:
     if len(res.table):
         title = f"{res.name}: {metric} per variant (95% CI, Student t)"
-        console.print(rich_table(VARIANT_COLUMNS, res.table, title, live=True))
+        console.print(rich_table(VARIANT_COLUMNS, res.table, title, live=True, boxed=True))
     if res.decisions:
         d = Table(title=f"{res.name}: adaptive seeds, where each variant stopped")
         for col in ("variant", "decision", "seeds", "why"):
@@ -223,10 +223,10 @@ def print_summary(res: StudyResult, metric: str, console: Console) -> None:
             d.add_row(r["variant"], r["decision"], str(r["n"]), r["why"])
         console.print(d)
     c = res.counts
-    ok, col, div, fail = (c[o.value] for o in (Outcome.OK, Outcome.COLLAPSED,
-                                                Outcome.DIVERGED, Outcome.FAILED))
+    ok, gone, div, fail = (c[o.value] for o in (Outcome.OK, Outcome.COLLAPSED,
+                                                 Outcome.DIVERGED, Outcome.FAILED))
     console.print(
-        f"trials: {c['finished']} finished ({ok} ok, {col} collapsed, {div} diverged), "
+        f"trials: {c['finished']} finished ({ok} ok, {gone} collapsed, {div} diverged), "
         f"{fail} failed, {c['missing']} missing of {res.total}; {res.already_done} were "
         "already done before this run.")
     if res.crashed_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,10 +18,10 @@ from core.schema import DataConfig
 class Pool:
     """What a source returns: either one pool of images, or pre-made splits."""
 
-    x: np.ndarray | None = None  # float32 NHWC in [0, 1]
-    y: np.ndarray | None = None
+    x: Any = None  # float32 NHWC in [0, 1]: an ndarray, or `Rows` read on demand
+    y: Any = None  # int labels (ndarray)
     class_names: list[str] = field(default_factory=list)
-    splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # train/validation/test
+    splits: dict[str, tuple[Any, Any]] | None = None  # train/validation/test: (x, y)
     info: dict[str, str] = field(default_factory=dict)  # logged as run tags (e.g. its cache)
 
 

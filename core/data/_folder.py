@@ -61,7 +61,7 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _images(folder: Path, skipped: list[Path]) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         (out if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
          else skipped).append(f)
@@ -69,7 +69,7 @@ def _images(folder: Path, skipped: list[Path]) -> list[Path]:
 
 
 def scan(cfg: DataConfig) -> FolderIndex:
-    root = Path(cfg.path).expanduser()
+    root = Path(cfg.path or "").expanduser()
     if not root.exists():
         raise ConfigError(f"data.path: {root} does not exist; point data.path at a folder "
                           "with one folder per class (or train/ validation/ test/ of them)")
@@ -83,7 +83,7 @@ def scan(cfg: DataConfig) -> FolderIndex:
                               "test/ with a folder per class (validation/ is optional: "
                               "without it ablab takes data.val_fraction of train/)")
         splits = [s for s in SPLIT_DIRS if (root / s).is_dir()]
-        files = {}
+        files: dict[str, list[tuple[Path, int]]] = {}
         for s in splits:
             extra = sorted({d.name for d in _class_dirs(root / s)} - set(names))
             if extra:
@@ -129,9 +129,9 @@ def _decode(path: Path, size: int, channels: int) -> np.ndarray | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = im.convert("RGB" if channels == 3 else "L")
+        with Image.open(path) as f:
+            f.load()
+            im = f.convert("RGB" if channels == 3 else "L")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(im, np.uint8)
@@ -243,15 +243,16 @@ def load(cfg: DataConfig) -> Pool:
     if cache.bad:
         warnings.warn(f"data.path: skipped {len(cache.bad)} unreadable image(s): "
                       f"{', '.join(cache.bad[:10])}", stacklevel=2)
-    parts = {}
+    parts: dict[str, tuple[Rows, np.ndarray]] = {}
     index = cache.index
+    assert index is not None  # check() scanned the folder
     for split in index.files:
-        x, y, ok = cache.arrays(split)
+        rows, y, ok = cache.arrays(split)
         keep = np.flatnonzero(ok)
-        parts[split] = (Rows(x, keep), y[keep])
+        parts[split] = (Rows(rows, keep), y[keep])
     info = {"data_cache": str(cache.folder),
             "data_decoded_here": str(DECODED.get(cache.key, 0))}  # 0: read, not decoded
     if "all" in parts:
-        x, y = parts["all"]
-        return Pool(x, y, index.class_names, info=info)
+        x, labels = parts["all"]
+        return Pool(x, labels, index.class_names, info=info)
     return Pool(class_names=index.class_names, splits=parts, info=info)

@@ -52,12 +52,13 @@ class RowFile:
         return {**self.__dict__, "_fd": None}
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 class Rows:
-    def __init__(self, base: np.ndarray, idx: np.ndarray | None = None):
+    def __init__(self, base: np.ndarray | RowFile, idx: np.ndarray | None = None):
         self.base = base
         self.idx = np.arange(len(base)) if idx is None else np.asarray(idx, dtype=np.int64)
 
@@ -82,7 +83,7 @@ class Rows:
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            return self.read(self.idx[[key]])[0]
+            return self.read(self.idx[np.asarray([key])])[0]
         return self.read(self.idx[key])
 
     def float_bytes(self) -> int:

@@ -4,7 +4,9 @@ was trained on. `weights: imagenet` uses Keras' real download (cached in ~/.kera
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import ConfigError
 from core.models._base import register
@@ -57,6 +59,9 @@ def build_application(name: str, cfg: ModelConfig, input_shape: tuple[int, int, 
     return keras.Model(inputs, net(x), name="backbone")
 
 
+def _builder(name: str) -> Callable[..., Any]:
+    return lambda cfg, shape: build_application(name, cfg, shape)
+
+
 for _name in APPS:
-    register(_name, imagenet=True, channels=3, configurable=False)(
-        lambda cfg, shape, _n=_name: build_application(_n, cfg, shape))
+    register(_name, imagenet=True, channels=3, configurable=False)(_builder(_name))

@@ -77,8 +77,10 @@ class SearchHandler:
         self.base = Base(meta["raw"], tuple(meta["explicit"]), meta["source"])
         self.meta, self.c, self.queue = meta, c, queue
         if train is None:
-            from core.runner import run_trial as train
-        self.train = train
+            from core.runner import run_trial
+
+            train = run_trial
+        self.train: Callable[..., TrialResult] = train
         epochs = self.base.experiment().train.epochs
         # The sampler's stream also depends on how far the study is, so a worker restarted
         # (or a search continued) does not draw the same startup points again.

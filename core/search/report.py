@@ -7,6 +7,7 @@ import json
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import yaml
@@ -55,8 +56,9 @@ def plots(study: optuna.Study, out: Path, has_importances: bool) -> list[Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         for name, fn in makers:
+            assert callable(fn)
             try:
-                ax = fn(study)
+                ax: Any = fn(study)
             except (ValueError, RuntimeError):
                 continue
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
@@ -71,7 +73,7 @@ def plots(study: optuna.Study, out: Path, has_importances: bool) -> list[Path]:
 
 def top_table(s: Search, study: optuna.Study, n: int = 5) -> Table:
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done.sort(key=lambda t: t.value, reverse=s.direction == "maximize")
+    done.sort(key=lambda t: float(t.value or 0.0), reverse=s.direction == "maximize")
     t = Table(title=f"{s.name}: top {min(n, len(done))} of {len(study.trials)} trials "
                     f"({s.metric}, {s.direction})")
     t.add_column("trial", justify="right")
@@ -89,7 +91,7 @@ def finalize(s: Search, study: optuna.Study, base: Base, c, exp_id: str,
              console: Console) -> dict:
     trials = study.get_trials(deepcopy=False)
     states = {st.name: sum(t.state == st for t in trials) for st in TrialState}
-    summary = {"n_trials": len(trials), **{k.lower(): v for k, v in states.items()}}
+    summary: dict[str, Any] = {"n_trials": len(trials), **{k.lower(): v for k, v in states.items()}}
     if not states["COMPLETE"]:
         console.print("[yellow]No completed trial yet: no best config.[/]")
         return summary

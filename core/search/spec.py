@@ -60,32 +60,46 @@ class Param(BaseModel):
             raise ValueError("log scale and step cannot be combined (Optuna)")
         return self
 
+    @property
+    def options(self) -> list[Any]:
+        """A categorical's choices (the validator made sure there are some)."""
+        assert self.choices is not None
+        return self.choices
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """A range's (low, high) (the validator made sure both are set)."""
+        assert self.low is not None and self.high is not None
+        return self.low, self.high
+
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
         if self.type == "categorical":
-            return trial.suggest_categorical(name, self.choices)
+            return trial.suggest_categorical(name, self.options)
+        lo, hi = self.bounds
         if self.type == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high),
-                                     step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+            return trial.suggest_int(name, int(lo), int(hi), step=int(self.step or 1),
+                                     log=self.log)
+        return trial.suggest_float(name, lo, hi, step=self.step, log=self.log)
 
     def grid(self) -> list[Any]:
         if self.type == "categorical":
-            return list(self.choices)
+            return list(self.options)
         if self.step is None and self.type == "float":
             raise ValueError("grid sampler: float params need a `step` (or use categorical)")
         step = self.step or 1
-        n = int(round((self.high - self.low) / step))
-        vals = [self.low + i * step for i in range(n + 1)]
+        lo, hi = self.bounds
+        n = int(round((hi - lo) / step))
+        vals = [lo + i * step for i in range(n + 1)]
         return [int(v) for v in vals] if self.type == "int" else vals
 
     def other(self) -> Any:
         """A value other than the first (the end of the range, the last choice)."""
-        return self.choices[-1] if self.type == "categorical" else (
-            int(self.high) if self.type == "int" else self.high)
+        return self.options[-1] if self.type == "categorical" else (
+            int(self.bounds[1]) if self.type == "int" else self.bounds[1])
 
     def first(self) -> Any:
-        return self.choices[0] if self.type == "categorical" else (
-            int(self.low) if self.type == "int" else self.low)
+        return self.options[0] if self.type == "categorical" else (
+            int(self.bounds[0]) if self.type == "int" else self.bounds[0])
 
 
 class PrunerSpec(BaseModel):
@@ -137,8 +151,11 @@ def checked_paths(s: Search) -> tuple[str, ...]:
     only for some samples, and that is the point of searching both)."""
     paths = {check_axis(k, "space") for k in s.space}
     axes = by_path()
-    return tuple(p for p in paths
-                 if p not in axes or axes[p].when is None or not set(axes[p].when.shows) & paths)
+    def conditional_on_space(p: str) -> bool:
+        when = axes[p].when if p in axes else None
+        return when is not None and bool(set(when.shows) & paths)
+
+    return tuple(p for p in paths if not conditional_on_space(p))
 
 
 def experiment_for(base: Base, params: dict[str, Any], source: str,

@@ -19,10 +19,11 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, finish
@@ -171,7 +172,8 @@ class Queue:
         self.name = name
         if create:
             self.study = optuna.create_study(study_name=name, storage=self.storage,
-                                             direction=direction, load_if_exists=True,
+                                             direction=StudyDirection[direction.upper()],
+                                             load_if_exists=True,
                                              sampler=sampler, pruner=pruner)
         else:
             self.study = optuna.load_study(study_name=name, storage=self.storage,
@@ -266,10 +268,10 @@ class Queue:
                 return None
         except optuna.exceptions.UpdateFinishedTrialError:
             return None
-        if self.has_heartbeat:
+        if isinstance(self.storage, RDBStorage):
             self.storage.record_heartbeat(tid)
         self.storage.set_trial_user_attr(tid, ATTR_WORKER, who)
-        return Job(tid, t.number, TrialAttrs(**t.user_attrs), dict(t.params), who)
+        return Job(tid, t.number, cast(TrialAttrs, dict(t.user_attrs)), dict(t.params), who)
 
     def finish(self, job: Job, outcome: Outcome, value: float | None = None,
                run_id: str | None = None, **kw: Any) -> Outcome:

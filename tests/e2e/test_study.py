@@ -45,8 +45,8 @@ def test_study_runs_every_trial_once_with_parents(one_worker):
             assert f"{k}_test_accuracy" in m
         vals = [r.data.metrics["test_accuracy"] for r in kids]
         assert m["mean_test_accuracy"] == pytest.approx(sum(vals) / 3)
-        # the printed table shows the same numbers as the parent runs
-        pattern = r"\S*(?: \(baseline\))?\s*│\s*3\s*│\s*([\d.]+) ± ([\d.]+)"
+        # the printed table shows the same numbers as the parent runs (n, imputed, mean ± std)
+        pattern = r"\S*(?: \(baseline\))?\s*│\s*3\s*│\s*0\s*│\s*([\d.]+) ± ([\d.]+)"
         row = re.search(re.escape(name) + pattern, proc.stdout)
         assert row, proc.stdout
         assert float(row.group(1)) == pytest.approx(m["mean_test_accuracy"], abs=5e-5)
