@@ -15,7 +15,15 @@ TRIALS  ?=
 ARGS    ?=
 JOBS    ?= 2  # pytest-xdist processes (CI has 2 cores)
 
-.PHONY: setup test test-fast lint format ablation report search train axes ui dashboard server clean help
+.PHONY: setup system-deps test test-fast lint format ablation report search train axes ui dashboard server clean help
+
+# What the end-to-end tests need from the system, from Debian's packages: PostgreSQL 15
+# (initdb/pg_ctl: `ablab server` starts a cluster) and Chromium (the browser test drives it
+# with Playwright's Python package; never a browser download). Installed when missing: as
+# root directly, else with sudo; without either, it stops at once naming the command to run.
+SYSTEM_NEEDS = $(strip \
+	$(if $(shell command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null),,postgresql) \
+	$(if $(shell command -v chromium),,chromium))
 
 help:
 	@echo "make ablation NAME=<ablation> [SEEDS=N] [WORKERS=K]   run a study (ablations/)"
@@ -24,7 +32,7 @@ help:
 	@echo "make train NAME=<experiment>                        one seeded trial (experiments/)"
 	@echo "make ui | dashboard                                 MLflow UI | optuna-dashboard"
 	@echo "make server [ARGS='--data DIR --port P']            PostgreSQL + MLflow server for workers"
-	@echo "make test | lint | setup | clean"
+	@echo "make test | lint | setup | system-deps | clean"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +43,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+system-deps:
+ifneq ($(SYSTEM_NEEDS),)
+	@if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "make test needs Debian packages: $(SYSTEM_NEEDS). Install them with:"; \
+	     echo "  sudo apt-get update && sudo apt-get install -y $(SYSTEM_NEEDS)"; exit 2; fi; \
+	echo "installing Debian packages the tests need: $(SYSTEM_NEEDS)"; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(SYSTEM_NEEDS)
+endif
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --timeout 1200 --durations=25 -n $(JOBS) --dist loadfile $(ARGS)

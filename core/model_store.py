@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core import lifecycle, tracking
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 _LOCAL: dict[str, str] = {}  # model URI -> downloaded folder (once per process)
 
 
-def log_backbone(c, run_id: str, backbone) -> str:
+def log_backbone(c: MlflowClient, run_id: str, backbone) -> str:
     """Log the backbone as an MLflow Keras model; its URI is kept as a tag of the run."""
     import logging
 
@@ -23,7 +28,7 @@ def log_backbone(c, run_id: str, backbone) -> str:
     return info.model_uri
 
 
-def load_backbone(uri: str, c):
+def load_backbone(uri: str, c: MlflowClient):
     """A fresh copy of the pretrained weights (trials mutate them); downloaded once."""
     import mlflow
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core import lifecycle, tracking
 from core.config import load_experiment
@@ -18,6 +19,9 @@ from core.errors import ConfigError
 from core.lifecycle import Role
 from core.schema import Experiment
 from core.trial import Trial, source_name, trial_hash
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 EXPERIMENT = "ablab-pretrain"
 SEED = 0
@@ -44,7 +48,7 @@ def sources_of(exps: Iterable[Experiment]) -> dict[str, Source]:
     return {n: source(n) for n in names}
 
 
-def find(c, source_hash: str) -> str | None:
+def find(c: MlflowClient, source_hash: str) -> str | None:
     """The model URI of a finished pretraining with this hash, if any."""
     e = c.get_experiment_by_name(EXPERIMENT)
     if e is None:
@@ -56,7 +60,7 @@ def find(c, source_hash: str) -> str | None:
     return runs[0].data.tags.get(lifecycle.MODEL_URI) if runs else None
 
 
-def ensure(src: Source, c, cache: dict | None = None) -> str:
+def ensure(src: Source, c: MlflowClient, cache: dict | None = None) -> str:
     """The source's model URI: found in the store, or trained now in a run of its own."""
     from core.runner import run_trial
 

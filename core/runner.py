@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from core import lifecycle, signals, tracking
 from core.errors import ConfigError
 from core.lifecycle import Outcome
 from core.trial import Trial, source_name
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 DataCache = dict[str, Any]
 
@@ -86,7 +89,7 @@ def _write_artifacts(out: Path, trial: Trial, fit, y_true, y_pred, names) -> Non
         (out / "classification_report.json").write_text(json.dumps(rep, indent=2))
 
 
-def _open(trial: Trial, c, run_id: str, cache: DataCache | None):
+def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None):
     """Seeding, device and dtype tags, the data: what every trial does before training."""
     import keras
 
@@ -106,7 +109,7 @@ def _open(trial: Trial, c, run_id: str, cache: DataCache | None):
     return data
 
 
-def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: list,
+def execute(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None, callbacks: list,
             keep_backbone: bool) -> TrialResult:
     """Train and evaluate inside an open run; raises on errors (the caller records them)."""
     import keras
@@ -127,7 +130,7 @@ def execute(trial: Trial, c, run_id: str, cache: DataCache | None, callbacks: li
     return record(trial, c, run_id, result, data, keep_backbone)
 
 
-def record(trial: Trial, c, run_id: str, result, data, keep_backbone: bool = False,
+def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbone: bool = False,
            extra: dict[str, float] | None = None) -> TrialResult:
     """Evaluate a trained model on the test split and log its metrics, outcome and
     artifacts: the same for a model trained alone or as a tower of a pack."""
@@ -168,7 +171,7 @@ def record(trial: Trial, c, run_id: str, result, data, keep_backbone: bool = Fal
     return TrialResult(run_id, kind, final, history=result.history)
 
 
-def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | None,
+def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache: DataCache | None,
                  ) -> list[TrialResult]:
     """Train the trials of a pack as towers of one model (core/pack.py), then evaluate and
     log each tower in its own run, as an unpacked trial."""
@@ -190,7 +193,7 @@ def execute_pack(trials: list[Trial], c, run_ids: list[str], cache: DataCache | 
             for t, r, f in zip(trials, run_ids, fits, strict=True)]
 
 
-def start_run(trial: Trial, c, experiment_id: str) -> str:
+def start_run(trial: Trial, c: MlflowClient, experiment_id: str) -> str:
     tags = {
         lifecycle.SEED: trial.seed,
         lifecycle.TRIAL_HASH: trial.hash,
@@ -209,7 +212,7 @@ def start_run(trial: Trial, c, experiment_id: str) -> str:
     return run_id
 
 
-def run_trial(trial: Trial, c=None, cache: DataCache | None = None,
+def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | None = None,
               callbacks: Sequence[Any] = (),
               keep_backbone: bool = False, tracking_uri: str | None = None) -> TrialResult:
     """Open a run, train, record. Exceptions end the run FAILED (traceback attached);
@@ -225,7 +228,8 @@ def run_trial(trial: Trial, c=None, cache: DataCache | None = None,
         execute(trial, c, run_id, cache, list(callbacks), keep_backbone)])[0]
 
 
-def run_pack(trials: list[Trial], c, cache: DataCache | None = None) -> list[TrialResult]:
+def run_pack(trials: list[Trial], c: MlflowClient,
+             cache: DataCache | None = None) -> list[TrialResult]:
     """Several trials that differ only in their seed, trained together; each has its own
     run from start to end, tagged `ablab.pack`."""
     from core.seeding import import_tensorflow
@@ -237,7 +241,7 @@ def run_pack(trials: list[Trial], c, cache: DataCache | None = None) -> list[Tri
     return _recorded(c, run_ids, lambda: execute_pack(trials, c, run_ids, cache))
 
 
-def _recorded(c, run_ids: list[str], work) -> list[TrialResult]:
+def _recorded(c: MlflowClient, run_ids: list[str], work) -> list[TrialResult]:
     """Run `work` (training into these open runs) and end every run: FINISHED with its
     outcome; FAILED with the traceback when it raises (the study goes on); KILLED on Ctrl-C
     or SIGTERM, which propagate, so nothing stays RUNNING."""

@@ -6,7 +6,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -18,6 +18,10 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 from core.errors import ConfigError  # noqa: E402
 from core.paths import default_tracking_uri  # noqa: E402
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 MAX_PARAMS_PER_CALL = 100
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -101,7 +105,7 @@ def slug(text: str) -> str:
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def get_or_create_experiment(c, name: str) -> str:
+def get_or_create_experiment(c: MlflowClient, name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
@@ -128,7 +132,7 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def log_params(c, run_id: str, params: dict[str, Any]) -> None:
+def log_params(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, fmt(v)[:6000]) for k, v in sorted(params.items())]
@@ -136,7 +140,7 @@ def log_params(c, run_id: str, params: dict[str, Any]) -> None:
         c.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_CALL])
 
 
-def log_metrics(c, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     """All metrics of one step in one batched call."""
     from mlflow.entities import Metric
 
@@ -146,15 +150,17 @@ def log_metrics(c, run_id: str, metrics: dict[str, float], step: int = 0) -> Non
         c.log_batch(run_id, metrics=items[i:i + 1000])
 
 
-def set_tags(c, run_id: str, tags: dict[str, Any]) -> None:
+def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 
     c.log_batch(run_id, tags=[RunTag(k, fmt(v)) for k, v in tags.items()])
 
 
-def search(c, experiment_id: str, filter_string: str = "", max_results: int = 50000) -> list:
+def search(c: MlflowClient, experiment_id: str, filter_string: str = "",
+           max_results: int = 50000) -> list[Run]:
     """All matching runs (paged)."""
-    runs, token = [], None
+    runs: list[Run] = []
+    token = None
     while True:
         page = c.search_runs([experiment_id], filter_string=filter_string,
                              max_results=min(max_results, 10000), page_token=token)

@@ -10,11 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from core import lifecycle, tracking
 from core.inventory import existing_client
 from core.lifecycle import Role, role_filter
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 VIEW = "ablab-variants"
 # MLflow's UI reads a shared view (columns, order, grouping) from this experiment tag when the
@@ -33,7 +37,7 @@ def variant_view(metric: str) -> dict:
             + [f"tags.`{lifecycle.verdict_tag(metric)}`", f"tags.`{lifecycle.OUTCOME}`"]}
 
 
-def study_urls(c, base: str, only: str | None = None) -> list[tuple[str, str]]:
+def study_urls(c: MlflowClient, base: str, only: str | None = None) -> list[tuple[str, str]]:
     out = []
     for exp in c.search_experiments():
         if only and exp.name != only:

@@ -7,7 +7,7 @@ import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -19,6 +19,9 @@ from core import lifecycle, tracking
 from core.paths import BEST_DIR, REPORTS_DIR
 from core.search.spec import Search, experiment_for
 from core.study.spec import Base
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def best_experiment_yaml(s: Search, study: optuna.Study, base: Base) -> tuple[str, Path]:
@@ -87,7 +90,7 @@ def top_table(s: Search, study: optuna.Study, n: int = 5) -> Table:
     return t
 
 
-def finalize(s: Search, study: optuna.Study, base: Base, c, exp_id: str,
+def finalize(s: Search, study: optuna.Study, base: Base, c: MlflowClient, exp_id: str,
              console: Console) -> dict:
     trials = study.get_trials(deepcopy=False)
     states = {st.name: sum(t.state == st for t in trials) for st in TrialState}

@@ -28,7 +28,7 @@ SCREENSHOT = ROOT / "docs" / "images" / "mlflow_ui.png"
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     if CHROMIUM is None:
-        pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.fail("Chromium is not installed (make system-deps installs it)")
     tmp = tmp_path_factory.mktemp("browser")
     uri = migrated_store(tmp)
     env = {"ABLAB_MLRUNS": str(tmp), "ABLAB_REPORTS": str(tmp / "reports")}

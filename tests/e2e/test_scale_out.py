@@ -45,7 +45,7 @@ def _spawn(args, cwd, env=None, log=None):
 @pytest.fixture(scope="module")
 def server():
     if not (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
-        pytest.fail("PostgreSQL's initdb is not installed (.ci/run installs it)")
+        pytest.fail("PostgreSQL's initdb is not installed (make system-deps installs it)")
     # PostgreSQL runs as an unprivileged user, who must reach its folder: not under pytest's
     # private tmp (0700 when run as root)
     data = Path(tempfile.mkdtemp(prefix="ablab-server-", dir="/tmp"))
