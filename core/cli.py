@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from core.errors import ConfigError
 
@@ -43,14 +42,12 @@ def axes() -> None:
 
     Example: ablab axes"""
     from core.axes import describe, describe_seed, registered
+    from core.termtable import show
 
-    table = Table(title="ablab axes", show_lines=False)
-    for col in ("path", "alias", "type", "values", "default"):
-        table.add_column(col, no_wrap=col in ("path", "alias", "type"))
-    table.add_column("meaning", ratio=1, min_width=30)
-    for d in [*(describe(a) for a in registered()), describe_seed()]:
-        table.add_row(*(d[k] for k in ("path", "alias", "type", "values", "default", "meaning")))
-    console.print(table)
+    cols = ("path", "alias", "type", "values", "default", "meaning")
+    show(console, cols, [[d[k] for k in cols]
+                         for d in [*(describe(a) for a in registered()), describe_seed()]],
+         "ablab axes")
 
 
 @app.command()
@@ -365,16 +362,18 @@ def list_(
     if json_:
         print(json.dumps(rows_json(rows), indent=2))
         return
-    t = Table(title="ablab studies")
     from core.lifecycle import Outcome
+    from core.termtable import show
 
-    for col in ("study", "kind", "trials", Outcome.FAILED.value, "running", "decided", "best"):
-        t.add_column(col)
-    for r in rows:
-        best = r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else "")
-        t.add_row(r.study, r.kind, f"{r.trials_done}/{r.trials_total}", str(r.failed),
-                  str(r.running), r.decided, best)
-    console.print(t if rows else "no studies in this store yet")
+    if not rows:
+        console.print("no studies in this store yet")
+        return
+    show(console, ("study", "kind", "trials", Outcome.FAILED.value, "running", "decided",
+                   "best"),
+         [(r.study, r.kind, f"{r.trials_done}/{r.trials_total}", str(r.failed),
+           str(r.running), r.decided,
+           r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else ""))
+          for r in rows], "ablab studies")
 
 
 @app.command()
@@ -387,12 +386,10 @@ def doctor(tracking_uri: UriOpt = None, storage: StorageOpt = None) -> None:
     from core.inventory import doctor as run_checks
 
     checks = run_checks(tracking_uri, storage)
-    t = Table(title="ablab doctor")
-    for col in ("check", "found", ""):
-        t.add_column(col)
-    for ch in checks:
-        t.add_row(ch.what, ch.found, "[green]ok[/]" if ch.ok else "[red]problem[/]")
-    console.print(t)
+    from core.termtable import show
+
+    show(console, ("check", "found", "status"),
+         [(ch.what, ch.found, "ok" if ch.ok else "problem") for ch in checks], "ablab doctor")
     bad = [ch for ch in checks if not ch.ok]
     for ch in bad:
         console.print(f"[red]fix[/] {ch.what}: {ch.fix}")
@@ -428,6 +425,11 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning is one line in ablab's words, not a source line with a path."""
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = one_line
     try:
         app()
     except ConfigError as err:

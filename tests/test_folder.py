@@ -42,6 +42,7 @@ def cfg(root, **kw) -> DataConfig:
     (lambda r: None, "does not exist"),
     (lambda r: r.mkdir(), "is empty"),
     (lambda r: make_folder(r, splits=None, classes=(0,)), "needs at least two classes"),
+    (lambda r: make_folder(r, classes=(0,)), "needs at least two classes"),
     (lambda r: make_folder(r, splits=("train",)), "has train/ but no test/ folder"),
     (lambda r: (make_folder(r), [f.unlink() for f in (r / "test" / "2").iterdir()]),
      "class '2' has no images in"),
@@ -70,7 +71,17 @@ def test_a_truncated_jpeg_is_named_or_skipped(tmp_path):
     with pytest.raises(ConfigError, match="broken.jpg") as err:
         folder.check(cfg(root))
     assert "on_corrupt=skip" in str(err.value) and "1 image(s)" in str(err.value)
-    with pytest.warns(UserWarning, match="broken.jpg"):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    folder.check(cfg(root, on_corrupt="skip"), console)
+    said = console.export_text()
+    assert said.count("\n") == 1 and said.startswith("warning: data.path: skipped 1 ")
+    assert "broken.jpg" in said  # one line, in ablab's words (no Python warning)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         ds = load_dataset(cfg(root, on_corrupt="skip"))
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 3 * 3 * 8
 
@@ -130,6 +141,7 @@ BAD_FOLDERS = {
     "missing": (lambda r: None, "does not exist"),
     "empty": (lambda r: r.mkdir(), "is empty"),
     "one class": (lambda r: make_folder(r, splits=None, classes=(0,)), "at least two classes"),
+    "one class, split": (lambda r: make_folder(r, classes=(0,)), "at least two classes"),
     "no test/": (lambda r: make_folder(r, splits=("train", "validation")), "no test/ folder"),
     "empty class": (lambda r: (make_folder(r), [f.unlink() for f in (r / "test" / "1").iterdir()]),
                     "class '1' has no images"),

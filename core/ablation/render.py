@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import stats
+from core import stats, termtable
 from core.lifecycle import Outcome
 
 
@@ -131,21 +131,24 @@ def markdown(columns: list[Column], df: pd.DataFrame) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in cells(columns, df, PLAIN))]
 
 
-def rich_table(columns: list[Column], df: pd.DataFrame, title: str | None = None,
-               live: bool = False, boxed: bool | None = None):
-    """The console's view of the table, or with `live` the live display's columns (boxed
-    unless `boxed` says otherwise)."""
-    from rich import box
-    from rich.table import Table
-
+def _console_view(columns: list[Column], df: pd.DataFrame,
+                  live: bool) -> tuple[list[str], list[list[str]]]:
     shown = [c for c in columns if (c.live if live else c.short)]
-    boxed = not live if boxed is None else boxed
-    t = Table(title=title, box=box.HEAVY_HEAD if boxed else None, pad_edge=boxed)
-    for c in shown:
-        t.add_column(c.short or c.header, justify="left" if c is columns[0] else "right")
-    for row in cells(shown, df, PLAIN):
-        t.add_row(*row)
-    return t
+    return [c.short or c.header for c in shown], cells(shown, df, PLAIN)
+
+
+def live_table(columns: list[Column], df: pd.DataFrame):
+    """The live display's view (its `live` columns): cells fold, never cut."""
+    headers, rows = _console_view(columns, df, live=True)
+    return termtable.table(headers, rows, boxed=False, right=range(1, len(headers)))
+
+
+def show(console, columns: list[Column], df: pd.DataFrame, title: str,
+         live: bool = False) -> None:
+    """The console's view (its `short` columns, or the `live` ones): a table where it fits,
+    else a card per row (core.termtable), so nothing is cut at 80 columns or in a pipe."""
+    headers, rows = _console_view(columns, df, live)
+    termtable.show(console, headers, rows, title, right=range(1, len(headers)))
 
 
 def with_delta(ct: pd.DataFrame, delta: float | None) -> pd.DataFrame:
@@ -233,10 +236,10 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
 def print_report(console, study: str, metric: str, vt: pd.DataFrame, ct: pd.DataFrame,
                  missing: list[str], out_dir, quiet: bool, delta: float | None) -> None:
     if len(ct):
-        console.print(rich_table(COMPARISON_COLUMNS, with_delta(ct, delta),
-                                 f"{study}: {metric} vs baseline {ct['baseline'].iloc[0]}"))
+        show(console, COMPARISON_COLUMNS, with_delta(ct, delta),
+             f"{study}: {metric} vs baseline {ct['baseline'].iloc[0]}")
     if not quiet:
-        console.print(rich_table(VARIANT_COLUMNS, vt, f"{study}: {metric} per variant"))
+        show(console, VARIANT_COLUMNS, vt, f"{study}: {metric} per variant")
     if missing:
         console.print(f"[yellow]{len(missing)} trial(s) have no finished run yet:[/] "
                       + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")

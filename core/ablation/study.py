@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from optuna.trial import TrialState
 from rich.console import Console, RenderableType
-from rich.table import Table
 
-from core import lifecycle, tracking
+from core import lifecycle, termtable, tracking
 from core.ablation.adaptive import Replay, replay_runs
 from core.ablation.analysis import variant_table
 from core.ablation.parents import parent_table
-from core.ablation.render import VARIANT_COLUMNS, Column, rich_table
+from core.ablation.render import VARIANT_COLUMNS, Column, live_table, show
 from core.ablation.runs import load_runs
 from core.ablation.spec import Ablation, expand
 from core.lifecycle import ATTR_KEY, Outcome, Role, failed_on_its_own
@@ -133,7 +132,7 @@ class AblationStudy(Study):
             df["look"] = [self._look(rep, v) for v in df["variant"]]
             columns.append(Column("after the last look", lambda r, f: r.look, ("look",),
                                   live=True))
-        self._live = rich_table(columns, df, live=True)
+        self._live = live_table(columns, df)
         return self._live
 
     @staticmethod
@@ -213,15 +212,13 @@ def summarize(name: str, trials: list[Trial], c: MlflowClient, exp_id: str, ab: 
 
 def print_summary(res: StudyResult, metric: str, console: Console) -> None:
     if len(res.table):
-        title = f"{res.name}: {metric} per variant (95% CI, Student t)"
-        console.print(rich_table(VARIANT_COLUMNS, res.table, title, live=True, boxed=True))
+        show(console, VARIANT_COLUMNS, res.table,
+             f"{res.name}: {metric} per variant (95% CI, Student t)", live=True)
     if res.decisions:
-        d = Table(title=f"{res.name}: adaptive seeds, where each variant stopped")
-        for col in ("variant", "decision", "seeds", "why"):
-            d.add_column(col)
-        for r in res.decisions:
-            d.add_row(r["variant"], r["decision"], str(r["n"]), r["why"])
-        console.print(d)
+        termtable.show(console, ("variant", "decision", "seeds", "why"),
+                       [(r["variant"], r["decision"], str(r["n"]), r["why"])
+                        for r in res.decisions],
+                       f"{res.name}: adaptive seeds, where each variant stopped")
     c = res.counts
     ok, gone, div, fail = (c[o.value] for o in (Outcome.OK, Outcome.COLLAPSED,
                                                  Outcome.DIVERGED, Outcome.FAILED))

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +77,10 @@ def scan(cfg: DataConfig) -> FolderIndex:
     skipped: list[Path] = []
     if (root / "train").is_dir():
         names = [d.name for d in _class_dirs(root / "train")]
+        if len(names) < 2:
+            raise ConfigError(f"data.path: {root / 'train'} needs at least two classes, one "
+                              f"folder each (found {len(names)}: "
+                              f"{', '.join(names) or 'loose files only'})")
         if not (root / "test").is_dir():
             raise ConfigError(f"data.path: {root} has train/ but no test/ folder; add "
                               "test/ with a folder per class (validation/ is optional: "
@@ -233,16 +236,17 @@ def check(cfg: DataConfig, console=None) -> Cache:
         say(f"decoded {index.n_images} images into {cache.folder}")
     if cache.bad and cfg.on_corrupt == "error":
         raise corrupt_error(cache.bad)
+    if cache.bad:
+        say(f"warning: data.path: skipped {len(cache.bad)} unreadable image(s) "
+            f"(data.on_corrupt=skip): {', '.join(cache.bad[:10])}"
+            + (" ..." if len(cache.bad) > 10 else ""), soft_wrap=True)
     cache.index = index
     return cache
 
 
 @register("folder", check=check)
 def load(cfg: DataConfig) -> Pool:
-    cache = check(cfg)
-    if cache.bad:
-        warnings.warn(f"data.path: skipped {len(cache.bad)} unreadable image(s): "
-                      f"{', '.join(cache.bad[:10])}", stacklevel=2)
+    cache = check(cfg)  # unreadable images were reported by the check, before any run
     parts: dict[str, tuple[Rows, np.ndarray]] = {}
     index = cache.index
     assert index is not None  # check() scanned the folder
