@@ -18,12 +18,14 @@ DIGITS = load_digits()
 
 def make_folder(root, splits=("train", "validation", "test"), classes=(0, 1, 2), per_class=8,
                 size=24):
-    """JPEGs of digits, a folder per class (inside train/ validation/ test/ when given)."""
-    for s in splits or [""]:
+    """JPEGs of digits, a folder per class (inside train/ validation/ test/ when given); each
+    split has its own images (no leakage)."""
+    for k, s in enumerate(splits or [""]):
         for c in classes:
             d = root / s / str(c)
             d.mkdir(parents=True, exist_ok=True)
-            for i, idx in enumerate(np.flatnonzero(DIGITS.target == c)[:per_class]):
+            mine = np.flatnonzero(DIGITS.target == c)[k * per_class:(k + 1) * per_class]
+            for i, idx in enumerate(mine):
                 img = (DIGITS.images[idx] / 16 * 255).astype("uint8")
                 Image.fromarray(img).resize((size, size)).convert("RGB").save(d / f"{i}.jpg")
     return root
@@ -168,3 +170,39 @@ def test_ablab_train_on_a_bad_folder_exits_2_before_any_run(tmp_path, case):
     runs = MlflowClient(f"sqlite:///{db}").search_runs(
         [e.experiment_id for e in MlflowClient(f"sqlite:///{db}").search_experiments()])
     assert runs == []  # no MLflow run was created
+
+
+def test_a_test_image_copied_into_train_is_named(tmp_path):
+    """Leakage: the same picture in train/ and test/ is found (exactly, or re-encoded), named
+    in one warning line, and kept beside the cache so it is found once."""
+    from rich.console import Console
+
+    root = make_folder(tmp_path / "photos")
+    clean = Console(record=True, width=300)
+    folder.check(cfg(root), clean)
+    assert "stand in train" not in clean.export_text()  # 72 distinct digits: nothing found
+    (root / "train" / "1" / "copied.jpg").write_bytes((root / "test" / "1" / "3.jpg").read_bytes())
+    Image.open(root / "test" / "2" / "5.jpg").save(root / "train" / "2" / "again.jpg",
+                                                    quality=85)  # re-encoded
+    console = Console(record=True, width=300)
+    cache = folder.check(cfg(root), console)
+    said = [line for line in console.export_text().splitlines() if "stand in train" in line]
+    assert len(said) == 1 and said[0].startswith("warning: data.path: 2 image(s)")
+    assert "test/1/3.jpg = train/1/copied.jpg (exact)" in said[0]
+    assert "test/2/5.jpg = train/2/again.jpg" in said[0]
+    assert (cache.folder / "duplicates.json").exists()
+
+
+def test_leakage_finds_planted_copies_and_no_lookalikes():
+    from core.config import load_experiment
+    from core.data import leakage
+
+    d = load_dataset(load_experiment("digits_cnn").data)
+    assert leakage.find({"train": d.x_train, "validation": d.x_val, "test": d.x_test}) == []
+    x_test = d.x_test.copy()
+    x_test[5] = d.x_train[17]
+    x_test[6] = np.clip(d.x_train[40] + np.random.default_rng(0).normal(0, 0.005,
+                                                                       d.x_train[40].shape), 0, 1)
+    found = {(x.index, x.train_index, x.kind) for x in leakage.find({"train": d.x_train,
+                                                                    "test": x_test})}
+    assert found == {(5, 17, "exact"), (6, 40, "near")}

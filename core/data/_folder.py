@@ -17,6 +17,7 @@ Three steps, each once per machine and folder content:
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data import leakage
 from core.data._base import Pool, register
 from core.data._rows import RowFile, Rows
 from core.errors import ConfigError
@@ -236,12 +238,56 @@ def check(cfg: DataConfig, console=None) -> Cache:
         say(f"decoded {index.n_images} images into {cache.folder}")
     if cache.bad and cfg.on_corrupt == "error":
         raise corrupt_error(cache.bad)
+    cache.index = index
+    dups = duplicates(cache)
+    if dups:
+        say("warning: data.path: " + leakage.summary(
+            [leakage.Duplicate(**d) for d in dups], names_of(index)), soft_wrap=True)
     if cache.bad:
         say(f"warning: data.path: skipped {len(cache.bad)} unreadable image(s) "
             f"(data.on_corrupt=skip): {', '.join(cache.bad[:10])}"
             + (" ..." if len(cache.bad) > 10 else ""), soft_wrap=True)
-    cache.index = index
     return cache
+
+
+def names_of(index: FolderIndex) -> dict[str, list[str]]:
+    """Each split's files, relative to the folder, in cache order."""
+    return {s: [str(f.relative_to(index.root)) for f, _ in items]
+            for s, items in index.files.items()}
+
+
+def duplicates(cache: Cache) -> list[dict]:
+    """Images of validation/ or test/ that also stand in train/ (or pairs inside a folder
+    ablab splits itself), found once per cache and kept beside it."""
+    path = cache.folder / "duplicates.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    assert cache.index is not None
+    splits = {}
+    for split in cache.index.files:
+        rows, _, ok = cache.arrays(split)
+        splits[split] = _Readable(Rows(rows), ok)
+    found = [dataclasses.asdict(d) for d in leakage.find(splits)]
+    path.write_text(json.dumps(found))
+    return found
+
+
+class _Readable:
+    """A split's rows for the leakage check: unreadable images read as blank, and never
+    match (their exact key is that of a black image, so a real black image might: rare)."""
+
+    def __init__(self, rows: Rows, ok: np.ndarray):
+        self.rows, self.ok = rows, ok
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        x = np.asarray(self.rows[key], dtype=np.float32)
+        bad = ~self.ok[key]
+        if bad.any():  # a distinct value per bad row: never equal to anything
+            x[bad] = -1.0 - np.arange(bad.sum(), dtype=np.float32)[:, None, None, None]
+        return x
 
 
 @register("folder", check=check)

@@ -100,6 +100,16 @@ def test_report_after_a_study(one_worker, tmp_path):
 
     ct = pd.read_csv(out / "comparisons.csv").set_index("variant")
     vt = pd.read_csv(out / "summary.csv").set_index("variant")
+    # at 80 columns (a pipe, a CI log) nothing the user came for is cut
+    narrow = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
+                     env={**s["env"], "COLUMNS": "80"})
+    assert narrow.returncode == 0 and "…" not in narrow.stdout, narrow.stdout
+    flat = " ".join(narrow.stdout.split())
+    for name, r in ct.iterrows():
+        assert name in flat and r["verdict"] in flat
+        assert f"[{r['diff_ci_low']:.4f}, {r['diff_ci_high']:.4f}]" in flat
+    for name in vt.index:
+        assert name in flat
     c = MlflowClient(s["uri"])
     for p in parents(s["uri"]):  # the parent runs carry the report's numbers
         name, m = p.data.tags["ablab.variant"], p.data.metrics
