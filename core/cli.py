@@ -92,6 +92,24 @@ def train(
 
 
 @app.command()
+def data(
+    experiment: Annotated[str, typer.Argument(help="name in experiments/ or a YAML path")],
+    set_: SetOpt = None,
+    augment: Annotated[str | None, typer.Option(help="policies to show views of, e.g. "
+                       "moderate,extreme (default: the experiment's, moderate, extreme)")] = None,
+    out: Annotated[str | None, typer.Option(help="folder (default reports/data-NAME)")] = None,
+) -> None:
+    """The data card: images per class and split, sizes before resizing, examples as the model
+    sees them, augmented views per policy, skipped and unreadable files, and duplicates
+    across splits (leakage). Writes data.html (one file, plots embedded) and csv/png.
+
+    Example: ablab data digits_cnn --set data.source=folder --set data.path=~/photos"""
+    from core.data_command import show_card
+
+    show_card(experiment, set_, augment, out, console)
+
+
+@app.command()
 def pretrain(
     experiment: Annotated[str, typer.Argument(help="the source task, an experiment name/path")],
     tracking_uri: UriOpt = None,
@@ -362,18 +380,9 @@ def list_(
     if json_:
         print(json.dumps(rows_json(rows), indent=2))
         return
-    from core.lifecycle import Outcome
-    from core.termtable import show
+    from core.inventory import print_rows
 
-    if not rows:
-        console.print("no studies in this store yet")
-        return
-    show(console, ("study", "kind", "trials", Outcome.FAILED.value, "running", "decided",
-                   "best"),
-         [(r.study, r.kind, f"{r.trials_done}/{r.trials_total}", str(r.failed),
-           str(r.running), r.decided,
-           r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else ""))
-          for r in rows], "ablab studies")
+    print_rows(rows, console)
 
 
 @app.command()
@@ -384,16 +393,9 @@ def doctor(tracking_uri: UriOpt = None, storage: StorageOpt = None) -> None:
 
     Example: ablab doctor --tracking-uri http://127.0.0.1:5000"""
     from core.inventory import doctor as run_checks
+    from core.inventory import print_checks
 
-    checks = run_checks(tracking_uri, storage)
-    from core.termtable import show
-
-    show(console, ("check", "found", "status"),
-         [(ch.what, ch.found, "ok" if ch.ok else "problem") for ch in checks], "ablab doctor")
-    bad = [ch for ch in checks if not ch.ok]
-    for ch in bad:
-        console.print(f"[red]fix[/] {ch.what}: {ch.fix}")
-    if bad:
+    if not print_checks(run_checks(tracking_uri, storage), console):
         raise typer.Exit(1)
 
 

@@ -108,6 +108,20 @@ def list_studies(tracking_uri: str | None, storage: str | None) -> list[StudyRow
     return rows
 
 
+def print_rows(rows: list[StudyRow], console) -> None:
+    from core.termtable import show
+
+    if not rows:
+        console.print("no studies in this store yet")
+        return
+    show(console, ("study", "kind", "trials", Outcome.FAILED.value, "running", "decided",
+                   "best"),
+         [(r.study, r.kind, f"{r.trials_done}/{r.trials_total}", str(r.failed),
+           str(r.running), r.decided,
+           r.best + (f" ({r.best_value:.4f})" if r.best_value is not None else ""))
+          for r in rows], "ablab studies")
+
+
 def rows_json(rows: list[StudyRow]) -> list[dict]:
     return [asdict(r) for r in rows]
 
@@ -187,3 +201,15 @@ def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
     checks.append(Check("disk space", f"{free_gb:.1f} GB free at {folder}", free_gb >= 2,
                         "free some space: studies write runs, artifacts and caches"))
     return checks
+
+
+def print_checks(checks: list[Check], console) -> bool:
+    """The checks as a table, then a `fix` line per problem; True when all passed."""
+    from core.termtable import show
+
+    show(console, ("check", "found", "status"),
+         [(ch.what, ch.found, "ok" if ch.ok else "problem") for ch in checks], "ablab doctor")
+    bad = [ch for ch in checks if not ch.ok]
+    for ch in bad:
+        console.print(f"[red]fix[/] {ch.what}: {ch.fix}")
+    return not bad

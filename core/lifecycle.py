@@ -36,6 +36,12 @@ class Outcome(str, Enum):
     PREEMPTED = "preempted"  # its worker was told to stop by a cluster: retried, not counted
     SKIPPED = "skipped"  # a finished run of its trial already existed: nothing was trained
 
+    def __str__(self) -> str:  # its name in messages and f-strings, as MLflow shows it
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @property
     def state(self) -> TrialState:
         return _STATE[self]

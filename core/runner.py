@@ -104,9 +104,25 @@ def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None):
                                   lifecycle.ONEDNN: os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")})
     data = get_data(trial, cache)
     tracking.log_params(c, run_id, {"data_pipeline": data.pipeline})
+    log_data_input(c, run_id, trial, data)
     tracking.set_tags(c, run_id, {lifecycle.DATA_PREFIX + k: v for k, v in data.info.items()})
     keras.mixed_precision.set_global_policy(policy)
     return data
+
+
+def log_data_input(c: MlflowClient, run_id: str, trial: Trial, data) -> None:
+    """The data set as the run's MLflow dataset input: named for its source (or folder),
+    its digest from its config, files and split seed."""
+    from core.data import split_seed
+    from core.data.card import digest_of, name_of
+
+    cfg = trial.exp.data
+    extra = f"{data.info.get('data_cache', '')}#{split_seed(cfg, trial.seed)}"
+    tracking.log_dataset(c, run_id, name_of(cfg), digest_of(cfg, extra),
+                         cfg.model_dump_json(), {"train": len(data.y_train),
+                                                 "validation": len(data.y_val),
+                                                 "test": len(data.y_test),
+                                                 "classes": data.n_classes})
 
 
 def execute(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None, callbacks: list,

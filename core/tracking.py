@@ -156,6 +156,19 @@ def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     c.log_batch(run_id, tags=[RunTag(k, fmt(v)) for k, v in tags.items()])
 
 
+def log_dataset(c: MlflowClient, run_id: str, name: str, digest: str, source: str,
+                profile: dict[str, Any], context: str = "training") -> None:
+    """An MLflow dataset input on the run, so the runs table's Datasets column names it."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    ds = Dataset(name=name, digest=digest, source_type="ablab", source=source,
+                 profile=json.dumps(profile))
+    c.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context",
+                                                              context)])])
+
+
 def search(c: MlflowClient, experiment_id: str, filter_string: str = "",
            max_results: int = 50000) -> list[Run]:
     """All matching runs (paged)."""

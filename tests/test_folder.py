@@ -206,3 +206,25 @@ def test_leakage_finds_planted_copies_and_no_lookalikes():
     found = {(x.index, x.train_index, x.kind) for x in leakage.find({"train": d.x_train,
                                                                     "test": x_test})}
     assert found == {(5, 17, "exact"), (6, 40, "near")}
+
+
+def test_ablab_train_and_the_data_card_name_a_leaked_test_image(tmp_path):
+    root = make_folder(tmp_path / "photos")
+    (root / "train" / "2" / "copied.jpg").write_bytes((root / "test" / "2" / "4.jpg").read_bytes())
+    env = {"ABLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "100"}
+    sets = ["--set", "data.source=folder", "--set", f"data.path={root}", "--set",
+            "data.image_size=8", "--set", "train.epochs=1"]
+    proc = run_cli("train", "digits_cnn", *sets, "--tracking-uri",
+                   f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "warning: data.path: 1 image(s) also stand in train" in out
+    assert "test/2/4.jpg = train/2/copied.jpg (exact)" in out
+    proc = run_cli("data", "digits_cnn", *sets, "--out", str(tmp_path / "card"), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    card = (tmp_path / "card" / "data.html").read_text()
+    assert "1 duplicate(s) across splits" in card and "train/2/copied.jpg" in card
+    assert "images per class and split" in " ".join(proc.stdout.split())
+    for png in ("class_counts.png", "examples.png", "augment_moderate.png",
+                "augment_extreme.png"):
+        assert (tmp_path / "card" / png).exists(), png

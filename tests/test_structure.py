@@ -102,7 +102,7 @@ def test_unknown_registry_names_are_errors_listing_the_valid_ones(field):
 
 # ----------------------------------------------------------------------------- layers
 
-EDGE = {"core.cli", "core.inventory", "core.ui", "core.server"}
+EDGE = {"core.cli", "core.inventory", "core.ui", "core.server", "core.data_command"}
 STRATEGIES = ("core.ablation", "core.search")
 ENGINE = ("core.study",)
 REPORT = {"core.ablation.report", "core.ablation.figures", "core.ablation.html"}

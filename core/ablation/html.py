@@ -72,11 +72,34 @@ def run_links(runs: pd.DataFrame, exp_id: str, ui: str) -> str:
                   table_cls="runs")
 
 
+def data_section(card, plots: list[Path]) -> str:
+    """The data card (core.data.card) as HTML: prose, the counts table, its plots."""
+    counts = card.counts.reset_index()
+    parts = ["<h2>Data</h2>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in card.lines()]
+    parts.append(_table([str(c) for c in counts.columns],
+                        [[html.escape(str(v)) for v in row] for row in counts.to_numpy()],
+                        table_cls="data"))
+    parts += [image(p, DATA_CAPTIONS.get(p.name, p.stem.replace("_", " "))) for p in plots]
+    return "\n".join(parts)
+
+
+DATA_CAPTIONS = {"class_counts.png": "Images per class and split.",
+                 "examples.png": "Training images per class, as the model sees them."}
+
+
+def data_page(card, plots: list[Path]) -> str:
+    """`ablab data`'s page: the data card alone, self-contained."""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
+            f"{html.escape(card.name)}: data card</title><style>{STYLE}</style></head><body>"
+            f"<h1>{html.escape(card.name)}</h1>{data_section(card, plots)}</body></html>")
+
+
 def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFrame,
            ct: pd.DataFrame, missing: list[str], plots: list[Path], runs: pd.DataFrame,
            exp_id: str, ui: str, notes: list[str], delta: float | None,
            recall: pd.DataFrame | None = None,
-           adaptive: tuple[str, list[dict]] | None = None) -> str:
+           adaptive: tuple[str, list[dict]] | None = None, data: str = "") -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(study)}: ablab report</title><style>{STYLE}</style></head>"
              f"<body><h1>{html.escape(study)}</h1><p class='meta'>{html.escape(metric)} "
@@ -108,6 +131,8 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
     if missing:
         parts.append(f"<h2>Missing ({len(missing)} trial(s) without a finished run)</h2><ul>"
                      + "".join(f"<li>{html.escape(m)}</li>" for m in missing[:50]) + "</ul>")
+    if data:
+        parts.append(data)
     parts.append("<h2>Plots</h2>")
     parts += [image(p, CAPTIONS.get(p.name, p.stem)) for p in plots]
     parts.append("<h2>MLflow runs</h2>")

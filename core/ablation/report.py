@@ -64,6 +64,29 @@ def expected_trials(ab: Any) -> list:
         return []
 
 
+def data_card(expected: list, out: Path) -> str:
+    """The study's data card (core.data.card) as an HTML section: the baseline's data, with
+    augmented views for each augmentation policy its variants use."""
+    from core.data import card
+
+    if not expected:
+        return ""
+    exps = {t.variant: t.exp for t in expected}
+    base = next(iter(exps.values()))
+    augs: dict[str, Any] = {}
+    for variant, exp in exps.items():
+        key = exp.augment.strength
+        if key in augs and augs[key] != exp.augment:
+            key = variant  # two custom policies: named by their variant
+        augs[key] = exp.augment
+    try:
+        c, ds = card.build(base.data)
+        plots = card.write(c, ds, out, augs)
+    except (ConfigError, OSError, ValueError) as err:
+        return f"<h2>Data</h2><p>data card unavailable: {err}</p>"
+    return html.data_section(c, plots)
+
+
 def write_report(ref: str, metric: str | None = None, out: str | Path | None = None,
                  tracking_uri: str | None = None, console: Any = None, quiet: bool = False,
                  direction: str | None = None, expected: list | None = None,
@@ -126,6 +149,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     if recall is not None:
         recall.to_csv(out_dir / "class_recall.csv", index=False)
     question = ab.question if ab is not None else ""
+    data = data_card(expected, out_dir / "data")
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
                          question, recall, adaptive))
@@ -137,7 +161,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
                           adaptive is not None)
     (out_dir / "index.html").write_text(html.render(
         study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
-        runs, exp_id, ui, notes, delta, recall, adaptive))
+        runs, exp_id, ui, notes, delta, recall, adaptive, data))
     if own_counting:  # the parents hold the study's own counting (core.ablation.parents)
         parent_of = runs.drop_duplicates("variant").set_index("variant")["parent"].to_dict()
         log_parents(c, parent_of, vt, ct, metric)

@@ -118,7 +118,10 @@ def test_the_html_report_is_complete_and_self_contained(study, browser):
                            "i.complete])")
     assert {alt for alt, _, _ in images} == {
         "per_seed.png", "score_distribution.png", "learning_curves.png",
-        "confusion_matrices.png"}
+        "confusion_matrices.png",  # and the data card: counts, examples, each policy's views
+        "class_counts.png", "examples.png", "augment_moderate.png", "augment_extreme.png"}
+    assert page.locator("table.data tbody tr").count() == 10  # digits: one row per class
+    assert "duplicate(s) across splits" in text
     assert all(width > 300 and done for _, width, done in images), images  # none broken
     links = page.eval_on_selector_all("table.runs a", "as => as.map(a => a.href)")
     assert len(links) == 3 + 6 and all("/#/experiments/" in h and "/runs/" in h for h in links)
