@@ -15,7 +15,7 @@ TRIALS  ?=
 ARGS    ?=
 JOBS    ?= 2  # pytest-xdist processes (CI has 2 cores)
 
-.PHONY: setup system-deps test test-fast lint format ablation report search train axes ui dashboard server clean help
+.PHONY: data readme-check readme-figures setup system-deps test test-fast lint format ablation report search train axes ui dashboard server clean help
 
 # What the end-to-end tests need from the system, from Debian's packages: PostgreSQL 15
 # (initdb/pg_ctl: `ablab server` starts a cluster) and Chromium (the browser test drives it
@@ -30,6 +30,7 @@ help:
 	@echo "make report NAME=<ablation>                         statistics + plots (reports/)"
 	@echo "make search NAME=<search> [TRIALS=N] [WORKERS=K]    Optuna search (searches/)"
 	@echo "make train NAME=<experiment>                        one seeded trial (experiments/)"
+	@echo "make data NAME=<experiment>                         the data card (counts, examples, leakage)"
 	@echo "make ui | dashboard                                 MLflow UI | optuna-dashboard"
 	@echo "make server [ARGS='--data DIR --port P']            PostgreSQL + MLflow server for workers"
 	@echo "make test | lint | setup | system-deps | clean"
@@ -72,6 +73,10 @@ format: $(STAMP)
 axes: $(STAMP)
 	@$(BIN)/ablab axes
 
+data: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make data NAME=<experiment> [ARGS='--set ...']"; exit 2; }
+	$(BIN)/ablab data $(NAME) $(ARGS)
+
 train: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make train NAME=<experiment> [ARGS='--seed 1']"; exit 2; }
 	$(BIN)/ablab train $(NAME) $(ARGS)
@@ -96,6 +101,13 @@ dashboard: $(STAMP)
 
 server: $(STAMP)
 	$(BIN)/ablab server $(ARGS)
+
+# README's quoted results against a fresh run of the study (about 2 minutes)
+readme-check: $(STAMP)
+	$(BIN)/python -m tests.readme_figures check
+
+readme-figures: $(STAMP)
+	$(BIN)/python -m tests.readme_figures write
 
 clean:
 	rm -rf reports .pytest_cache .ruff_cache
