@@ -18,12 +18,15 @@ JOBS    ?= 2  # pytest-xdist processes (CI has 2 cores)
 .PHONY: data readme-check readme-figures setup system-deps test test-fast lint format ablation report search train axes ui dashboard server clean help
 
 # What the end-to-end tests need from the system, from Debian's packages: PostgreSQL 15
-# (initdb/pg_ctl: `ablab server` starts a cluster) and Chromium (the browser test drives it
-# with Playwright's Python package; never a browser download). Installed when missing: as
-# root directly, else with sudo; without either, it stops at once naming the command to run.
+# (initdb/pg_ctl: `ablab server` starts a cluster), Chromium (the browser test drives it
+# with Playwright's Python package; never a browser download), and SLURM with munge (the
+# cluster test starts a one-node SLURM). Installed when missing: as root directly, else with
+# sudo; without either, it stops at once naming the command to run.
 SYSTEM_NEEDS = $(strip \
 	$(if $(shell command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null),,postgresql) \
-	$(if $(shell command -v chromium),,chromium))
+	$(if $(shell command -v chromium),,chromium) \
+	$(if $(shell command -v slurmctld),,slurm-wlm) \
+	$(if $(shell command -v munged),,munge))
 
 help:
 	@echo "make ablation NAME=<ablation> [SEEDS=N] [WORKERS=K]   run a study (ablations/)"

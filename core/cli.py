@@ -20,6 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "report bn_trainable and ablab ui.")
 console = Console()
 err_console = Console(stderr=True)
+app.add_typer(__import__("core.launch.cli", fromlist=["app"]).app, name="launch")
 DEBUG = {"on": False}
 
 
@@ -257,42 +258,29 @@ def worker(
     per_gpu: PerGpuOpt = 1,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: one per "
                        "slot; on a CPU-only machine 1)")] = None,
+    stop_after: Annotated[float | None, typer.Option(help="seconds this worker may run: "
+                          "no trial is started that would not end in time (default: the "
+                          "SLURM job's time limit, if any)")] = None,
 ) -> None:
     """Serve one study's queue: claim trials, run them, log to MLflow, from any machine and
     any folder (configs travel in the queue, artifacts go through the tracking server).
 
     Example: ablab worker head --storage postgresql://... --tracking-uri http://host:5000
     --wait --gpus 0,1 --per-gpu 2"""
-    from core import tracking
-    from core.paths import default_storage
-    from core.study.queue import check_storage
-    from core.study.worker import resolve_study
+    from core.ablation.handler import AblationHandler
+    from core.search.handler import SearchHandler
+    from core.signals import Preempted
+    from core.study.worker import run_worker
 
-    storage = storage or default_storage()
-    check_storage(storage)
-    tracking.check_reachable(tracking_uri)
-    name = resolve_study(storage, study, timeout_s=60.0)
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     try:
-        if gpu_list or per_gpu > 1 or (workers or 1) > 1:
-            from core.study.worker import serve_pool
-
-            n = serve_pool(name, storage, tracking_uri, wait, gpu_list, per_gpu, workers,
-                           console)
-        else:
-            n = _serve(name, storage, tracking_uri, wait)
+        n = run_worker(study, storage, tracking_uri, wait, gpus, per_gpu, workers, stop_after,
+                       {"ablation": AblationHandler, "search": SearchHandler}, console)
+    except Preempted as stop:
+        console.print(f"worker preempted ({stop}): its trials are back in the queue")
+        raise typer.Exit(0) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     console.print(f"worker done: ran {n} trial(s)")
-
-
-def _serve(name: str, storage: str, tracking_uri: str | None, wait: bool) -> int:
-    from core.ablation.handler import AblationHandler
-    from core.search.handler import SearchHandler
-    from core.study.worker import serve
-
-    return serve(name, storage, tracking_uri,
-                 {"ablation": AblationHandler, "search": SearchHandler}, wait=wait)
 
 
 @app.command()
@@ -306,7 +294,9 @@ def server(
                         "instead of a local cluster: postgresql://USER:PASSWORD@HOST:PORT")]
     = None,
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 lets other "
-                    "machines in (a trusted network only)")] = "127.0.0.1",
+                    "machines in, behind a login")] = "127.0.0.1",
+    auth: Annotated[bool | None, typer.Option("--auth/--no-auth", help="MLflow's login "
+                    "(default: on unless the address is loopback)")] = None,
 ) -> None:
     """PostgreSQL + an MLflow tracking server serving artifacts: what workers on many
     machines share. Prints the --tracking-uri and --storage they need; Ctrl-C stops it.
@@ -318,7 +308,7 @@ def server(
     from core.server import serve
 
     serve(Path(data) if data else MLRUNS_DIR / "server", port, pg_port, postgres, host,
-          console)
+          console, auth)
 
 
 @app.command()

@@ -208,7 +208,7 @@ def print_checks(checks: list[Check], console) -> bool:
     from core.termtable import show
 
     show(console, ("check", "found", "status"),
-         [(ch.what, ch.found, "ok" if ch.ok else "problem") for ch in checks], "ablab doctor")
+         [(ch.what, ch.found, "passed" if ch.ok else "problem") for ch in checks], "ablab doctor")
     bad = [ch for ch in checks if not ch.ok]
     for ch in bad:
         console.print(f"[red]fix[/] {ch.what}: {ch.fix}")

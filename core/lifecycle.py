@@ -33,7 +33,7 @@ class Outcome(str, Enum):
     FAILED = "failed"  # an exception of its own: recorded, not retried within the run
     KILLED = "killed"  # stopped by Ctrl-C or SIGTERM, or its worker died: retried
     CRASHED = "crashed"  # its worker process vanished (journal storage): retried
-    PREEMPTED = "preempted"  # its worker was told to stop by a cluster: retried, not counted
+    PREEMPTED = "preempted"  # its worker was told to stop by a cluster: back in the queue
     SKIPPED = "skipped"  # a finished run of its trial already existed: nothing was trained
 
     def __str__(self) -> str:  # its name in messages and f-strings, as MLflow shows it
@@ -72,7 +72,8 @@ _STATE = {Outcome.OK: TrialState.COMPLETE, Outcome.COLLAPSED: TrialState.COMPLET
           Outcome.SKIPPED: TrialState.COMPLETE, Outcome.DIVERGED: TrialState.PRUNED,
           Outcome.PRUNED: TrialState.PRUNED, Outcome.FAILED: TrialState.FAIL,
           Outcome.KILLED: TrialState.FAIL, Outcome.CRASHED: TrialState.FAIL,
-          Outcome.PREEMPTED: TrialState.FAIL}
+          # the same queue trial waits again: not a failed attempt, nothing left FAIL
+          Outcome.PREEMPTED: TrialState.WAITING}
 _STATUS = {Outcome.OK: "FINISHED", Outcome.COLLAPSED: "FINISHED", Outcome.SKIPPED: "FINISHED",
            Outcome.DIVERGED: "FINISHED", Outcome.PRUNED: "FINISHED", Outcome.FAILED: "FAILED",
            Outcome.KILLED: "KILLED", Outcome.CRASHED: "KILLED", Outcome.PREEMPTED: "KILLED"}
@@ -149,6 +150,7 @@ ATTR_RUN_ID = "mlflow_run_id"
 ATTR_ERROR = "error"
 ATTR_WORKER = "worker"
 ATTR_KEY = "key"
+ATTR_PREEMPTIONS = "preemptions"
 
 
 def attr_outcome(t: FrozenTrial) -> Outcome | None:
@@ -186,6 +188,19 @@ def end_run(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = No
         c.set_terminated(run_id, outcome.status)
 
 
+def return_to_queue(storage: QueueStorage, trial_id: int) -> None:
+    """A preempted trial waits again as the same queue trial (RUNNING -> WAITING through the
+    storage's own state update), its preemptions counted: no coordinator is needed to retry
+    it, and it is not a failed attempt."""
+    n = 0
+    get = getattr(storage, "get_trial", None)
+    if get is not None:
+        n = int(get(trial_id).user_attrs.get(ATTR_PREEMPTIONS, 0))
+    storage.set_trial_user_attr(trial_id, ATTR_PREEMPTIONS, n + 1)
+    with contextlib.suppress(UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial_id, TrialState.WAITING)
+
+
 class QueueStorage(Protocol):
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None: ...
 
@@ -206,6 +221,9 @@ def finish(storage: QueueStorage, trial_id: int, outcome: Outcome, value: float 
     its result was on the way) is left as it is: the finished MLflow run is what counts."""
     if outcome.trained and (value is None or not math.isfinite(value)):
         outcome, error = Outcome.FAILED, error or "no finite value of the study's metric"
+    if outcome == Outcome.PREEMPTED:
+        return_to_queue(storage, trial_id)
+        return outcome
     storage.set_trial_user_attr(trial_id, ATTR_OUTCOME, outcome.value)
     if run_id:
         storage.set_trial_user_attr(trial_id, ATTR_RUN_ID, run_id)

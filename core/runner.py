@@ -264,10 +264,14 @@ def _recorded(c: MlflowClient, run_ids: list[str], work) -> list[TrialResult]:
     try:
         with signals.protected():  # Ctrl-C/SIGTERM stop it at the next batch boundary
             results = work()
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as stop:
+        preempted = isinstance(stop, signals.Preempted)
         with shielded():
             for r in run_ids:
-                lifecycle.end_run(c, r, Outcome.KILLED, "stopped by Ctrl-C or SIGTERM")
+                if preempted:
+                    lifecycle.end_run(c, r, Outcome.PREEMPTED, Outcome.PREEMPTED.value)
+                else:
+                    lifecycle.end_run(c, r, Outcome.KILLED, "stopped by Ctrl-C or SIGTERM")
         raise
     except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
         tb = traceback.format_exc()
@@ -291,7 +295,8 @@ def shielded():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                 {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from core.errors import ConfigError
+from core.login import ADMIN, Login, needs_login
 
 PG_USER = "ablab"  # the database role ablab creates in a cluster of its own
 DATABASES = ("mlflow", "optuna")
@@ -159,13 +160,18 @@ def ensure_databases(url: str, names=DATABASES) -> None:
                 con.execute(f'CREATE DATABASE "{name}"')
 
 
-def start_mlflow(backend: str, artifacts: Path, host: str, port: int, log: Path):
+def start_mlflow(backend: str, artifacts: Path, host: str, port: int, log: Path,
+                 login: Login | None = None):
     artifacts.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
            "--serve-artifacts", "--artifacts-destination", artifacts.resolve().as_uri(),
            "--host", host, "--port", str(port), "--workers", "2"]
+    env = dict(os.environ)
+    if login is not None:
+        cmd += ["--app-name", "basic-auth"]
+        env.update(login.server_env())
     with open(log, "a") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -188,10 +194,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float =
 
 
 def serve(data: Path, port: int, pg_port: int, postgres: str | None, host: str,
-          console) -> None:
-    """Start everything, print what workers need, wait for Ctrl-C, stop what was started."""
+          console, auth: bool | None = None) -> None:
+    """Start everything, print what workers need, wait for Ctrl-C, stop what was started.
+    `auth`: MLflow's login (default: on when `host` is not a loopback address)."""
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
+    login = Login(data) if (needs_login(host) if auth is None else auth) else None
     pg = None
     if postgres is None:
         pg = LocalPostgres(data / "postgres", pg_port, host)
@@ -210,9 +218,15 @@ def serve(data: Path, port: int, pg_port: int, postgres: str | None, host: str,
         url = f"http://{host}:{port}"
         console.print(f"starting the MLflow server on {url} (log: {log})...")
         mlflow = start_mlflow(with_db(postgres, "mlflow"), data / "artifacts", host, port,
-                              log)
+                              log, login)
         wait_healthy(url, mlflow, log)
         storage = with_db(postgres, "optuna")
+        if login is not None:
+            console.print(f"MLflow asks for a login: user {ADMIN}, password in "
+                          f"{login.credentials} (mode 600). Clients: copy it to "
+                          "~/.mlflow/credentials, or export MLFLOW_TRACKING_USERNAME="
+                          f"{ADMIN} MLFLOW_TRACKING_PASSWORD=<the password>.", soft_wrap=True,
+                          highlight=False)
         console.print(f"\n[bold]ablab server ready[/]\n  --tracking-uri {url}\n  --storage "
                       f"{storage}\n\nOn any machine:\n  ablab run STUDY --no-workers "
                       f"--tracking-uri {url} --storage '{storage}'\n  ablab worker STUDY "

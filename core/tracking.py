@@ -86,9 +86,28 @@ def check_reachable(uri: str | None = None, timeout_s: float = 5.0) -> str:
             raise ConfigError(f"MLflow tracking server {uri} is not reachable ({reason}); "
                               "start it (`ablab server`) or fix --tracking-uri / "
                               "MLFLOW_TRACKING_URI") from None
+        check_login(uri)
     elif sqlite_path(uri) is not None:
         client(uri)
     return uri
+
+
+def check_login(uri: str) -> None:
+    """A server with a login (`ablab server` off loopback) answers 401 without credentials:
+    say so at once, with where MLflow reads them from, instead of failing mid-study."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        text = str(err)
+        if "401" in text or "nauthorized" in text or "not authenticated" in text:
+            raise ConfigError(f"MLflow tracking server {uri} asks for a login: set "
+                              "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or copy "
+                              "the server's mlflow.credentials to ~/.mlflow/credentials"
+                              ) from None
+        raise
 
 
 def _artifact_root(uri: str) -> str | None:

@@ -134,7 +134,7 @@ class InProcessPool:
     def wait(self) -> None:
         self.procs.clear()
 
-    def interrupt(self, timeout_s: float = 10.0) -> None:
+    def interrupt(self, timeout_s: float = 10.0, signum: int = 2) -> None:
         self.procs.clear()
 
 
@@ -291,3 +291,38 @@ def test_parent_aggregates_count_a_diverged_seed_as_the_study_declares(tracking_
     assert row["imputed"] == 1 and row["n"] == 3
     values = [0.51, CHANCE, 0.51 + 0.02]  # seeds 0 and 2 at lr 0.01; seed 1 diverged
     assert row["mean"] == pytest.approx(sum(values) / 3)
+
+
+def test_a_preempted_trial_waits_again_and_is_no_failed_attempt():
+    q = Queue(InMemoryStorage(), "ablation:preempt")
+    q.enqueue({"key": "a"})
+    job = q.claim("w")
+    assert q.finish(job, Outcome.PREEMPTED) == Outcome.PREEMPTED
+    (t,) = q.trials()
+    assert t.state == TrialState.WAITING and t.user_attrs["preemptions"] == 1
+    assert not lifecycle.lost(t) and key_states(["a"], q.trials()) == {"a": "waiting"}
+    again = q.claim("w2")  # the same queue trial, claimed again
+    assert again is not None and again.trial_id == job.trial_id
+    q.finish(again, Outcome.PREEMPTED)
+    assert q.trials()[0].user_attrs["preemptions"] == 2 and len(q.trials()) == 1
+
+
+def test_the_supervisor_passes_a_preemption_on_and_a_ctrl_c_as_ctrl_c():
+    import signal as sig
+
+    from core.signals import Preempted
+    from core.study.pool import Supervisor
+
+    for stop, expected in ((Preempted("SIGTERM"), sig.SIGTERM),
+                           (KeyboardInterrupt(), sig.SIGINT)):
+        got = []
+        pool = SimpleNamespace(reap=lambda: [], crash_looping=lambda: False,
+                               interrupt=lambda timeout_s=10.0, signum=0, got=got:
+                               got.append(signum))
+
+        def step(crashed, stop=stop):
+            raise stop
+
+        with pytest.raises(KeyboardInterrupt):
+            Supervisor(pool, Console(file=io.StringIO())).run(step)
+        assert got == [expected]

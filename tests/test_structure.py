@@ -114,7 +114,7 @@ def layer(mod: str) -> int:
     """3: the command line and other edges; 2: the strategies (ablations, searches); 1: the
     study engine they share; 0: the library below (data, models, training, tracking, the
     trial lifecycle, statistics)."""
-    if mod in EDGE:
+    if mod in EDGE or mod.startswith("core.launch"):
         return 3
     if mod.startswith(STRATEGIES):
         return 2

@@ -222,7 +222,7 @@ def write(card: DataCard, ds: Dataset, out: Path,
     card.counts.to_csv(out / "class_counts.csv")
     (out / "data.json").write_text(json.dumps({
         "name": card.name, "digest": card.digest, "image_size": card.image_size,
-        "sizes": card.sizes, "skipped": card.skipped, "unreadable": card.unreadable,
+        "sizes": card.sizes, "not_images": card.skipped, "unreadable": card.unreadable,
         "duplicates": card.duplicates,
         "counts": card.counts.reset_index().to_dict("records")}, indent=2, default=int))
     plots = [plot_counts(card, out / "class_counts.png"),

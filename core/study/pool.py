@@ -78,13 +78,14 @@ class Pool:
             w.proc.wait()
         self.procs.clear()
 
-    def interrupt(self, timeout_s: float = 10.0) -> None:
+    def interrupt(self, timeout_s: float = 10.0, signum: int = signal.SIGINT) -> None:
         """Ctrl-C reaches workers in our process group; signal them anyway (the coordinator
-        alone may have been stopped). Every worker gets SIGTERM (handled like Ctrl-C: its run
-        ends KILLED) at once; whatever still runs at the deadline is killed."""
+        alone may have been stopped). Every worker gets `signum` at once: SIGINT, a person's
+        stop (its run ends KILLED), or SIGTERM, a preemption passed on (its trial goes back
+        to the queue); whatever still runs at the deadline is killed."""
         for w in self.procs.values():
             if w.proc.poll() is None:
-                w.proc.send_signal(signal.SIGTERM)
+                w.proc.send_signal(signum)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(w.proc.poll() is None
                                                   for w in self.procs.values()):
@@ -108,7 +109,7 @@ class WorkerPool(Protocol):
     def reap(self) -> list[WorkerProc]: ...
     def crash_looping(self) -> bool: ...
     def wait(self) -> None: ...
-    def interrupt(self, timeout_s: float = 10.0) -> None: ...
+    def interrupt(self, timeout_s: float = 10.0, signum: int = signal.SIGINT) -> None: ...
 
 
 PoolFactory = Callable[[list[str], list[dict[str, str]], Path], WorkerPool]
@@ -138,10 +139,13 @@ class Supervisor:
         return crashed
 
     def run(self, step: Callable[[list[WorkerProc]], bool], stop_workers: bool = True) -> None:
+        from core.signals import Preempted
+
         try:
             while step(self.reap()):
                 self.sleep(self.poll_s)
-        except KeyboardInterrupt:
-            if stop_workers:
-                self.pool.interrupt()
+        except KeyboardInterrupt as stop:
+            if stop_workers:  # a preemption is passed on as one
+                self.pool.interrupt(signum=signal.SIGTERM if isinstance(stop, Preempted)
+                                    else signal.SIGINT)
             raise

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import optuna
 
-from core import lifecycle, tracking
+from core import lifecycle, signals, tracking
 from core.errors import ConfigError
 from core.lifecycle import Outcome
 from core.runner import shielded
@@ -74,10 +74,26 @@ def resolve_study(storage_uri: str, name: str, timeout_s: float = 0.0) -> str:
         time.sleep(0.5)
 
 
+def typical_trial_s(c: MlflowClient, study: str) -> float | None:
+    """The median wall time of the study's finished trial runs so far (None: none yet)."""
+    exp = c.get_experiment_by_name(study)
+    if exp is None:
+        return None
+    runs = tracking.search(c, exp.experiment_id, "attributes.status = 'FINISHED' and "
+                           f"{lifecycle.role_filter(lifecycle.Role.TRIAL)}", max_results=200)
+    took = sorted((r.info.end_time - r.info.start_time) / 1000 for r in runs
+                  if r.info.end_time and r.info.start_time)
+    return took[len(took) // 2] if took else None
+
+
 def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
-          handlers: dict[str, HandlerFactory], wait: bool = False) -> int:
+          handlers: dict[str, HandlerFactory], wait: bool = False,
+          stop_at: float | None = None) -> int:
     """Claim and run trials until the queue is empty (with `wait`: until the study has no
-    WAITING or RUNNING trial left). Returns how many trials this worker ran."""
+    WAITING or RUNNING trial left). With `stop_at` (a time.time() the worker must be done
+    by: its job's time limit), no trial is started that would not end by then, judged by the
+    study's typical trial time (its finished runs', then this worker's own). Returns how
+    many trials this worker ran."""
     start_tensorflow()
     queue = Queue(storage_uri, queue_name, create=False)
     c = tracking.client(tracking_uri)
@@ -85,7 +101,13 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
     ran = 0
     who = worker_id()
     baseline = None
+    typical = typical_trial_s(c, queue.name.partition(":")[2]) if stop_at else None
+    spent = 0.0
     while True:
+        if stop_at is not None and typical is not None and time.time() + typical > stop_at:
+            print(f"worker {who}: {max(0.0, stop_at - time.time()):.0f} s left before the time "
+                  f"limit, a trial takes ~{typical:.0f} s: stopping cleanly", flush=True)
+            return ran
         queue.fail_stale()
         job = queue.claim(who)
         if job is None:
@@ -99,8 +121,11 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
         if handler is None:
             meta = queue.meta
             handler = handlers[meta["kind"]](queue, c, meta)
+        t0 = time.time()
         handler.run(job)
         ran += 1
+        spent += time.time() - t0
+        typical = max(typical or 0.0, spent / ran)
         # A process whose memory keeps growing (Keras and TensorFlow do not give everything
         # back between models) is replaced by a fresh one between trials: exit cleanly, the
         # pool starts another while work is waiting.
@@ -119,8 +144,9 @@ def job_tags(job: Job, study: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def claimed(queue: Queue, *jobs: Job):
-    """Heartbeats while claimed trials run (one, or a pack). A worker stopped mid-trial
-    (Ctrl-C, SIGTERM) leaves them FAIL/killed, and the coordinator queues them again; an
+    """Heartbeats while claimed trials run (one, or a pack). A worker stopped mid-trial by
+    Ctrl-C leaves them FAIL/killed, and the coordinator queues them again; one preempted
+    (SIGTERM, SIGUSR1: core.signals) puts them back in the queue itself; an
     error of ours leaves them FAIL/failed (not retried) and ends the worker with its
     traceback in the log."""
     with contextlib.ExitStack() as beats:
@@ -132,11 +158,59 @@ def claimed(queue: Queue, *jobs: Job):
             for job in jobs:
                 queue.finish(job, Outcome.FAILED, error=f"{type(err).__name__}: {err}")
             raise
-        except BaseException:
+        except BaseException as stop:
+            preempted = isinstance(stop, signals.Preempted)
             with shielded():
                 for job in jobs:
-                    queue.finish(job, Outcome.KILLED)
+                    queue.finish(job, Outcome.PREEMPTED if preempted else Outcome.KILLED)
+            if preempted:
+                print(f"preempted ({stop}): trial(s) {', '.join(str(j.number) for j in jobs)}"
+                      " returned to the queue", flush=True)
             raise
+
+
+def run_worker(study: str, storage: str | None, tracking_uri: str | None, wait: bool,
+               gpus: str | None, per_gpu: int, workers: int | None, stop_after: float | None,
+               handlers: dict[str, HandlerFactory], console) -> int:
+    """`ablab worker`: one worker in this process, or a pool of them (several device slots).
+    SIGTERM and SIGUSR1 preempt it (its trials go back to the queue); it starts no trial
+    that would not end before `stop_after` seconds, or its SLURM job's time limit."""
+    from core import signals
+    from core.paths import default_storage
+    from core.study.queue import check_storage
+
+    signals.preemptible()
+    stop_at = time.time() + stop_after if stop_after else job_end_time()
+    storage = storage or default_storage()
+    check_storage(storage)
+    tracking.check_reachable(tracking_uri)
+    name = resolve_study(storage, study, timeout_s=60.0)
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    if gpu_list or per_gpu > 1 or (workers or 1) > 1:
+        if stop_at is not None:  # the pool's processes stop by the same time
+            os.environ["ABLAB_STOP_AT"] = str(stop_at)
+        return serve_pool(name, storage, tracking_uri, wait, gpu_list, per_gpu, workers,
+                          console)
+    return serve(name, storage, tracking_uri, handlers, wait=wait, stop_at=stop_at)
+
+
+def job_end_time() -> float | None:
+    """When this worker must be done (a time.time()): `ABLAB_STOP_AT` (set by a worker pool
+    for its processes), else inside a SLURM job its time limit's end; else None."""
+    import datetime as dt
+    import subprocess
+
+    if os.environ.get("ABLAB_STOP_AT"):
+        return float(os.environ["ABLAB_STOP_AT"])
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True,
+                             text=True, timeout=20).stdout.strip()
+        return dt.datetime.fromisoformat(out).timestamp()
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None  # no limit known (INFINITE, N/A, squeue not reachable)
 
 
 def serve_pool(queue_name: str, storage_uri: str, tracking_uri: str | None, wait: bool,

@@ -1,7 +1,7 @@
 """The scale-out recipe as README tells it, for real: `ablab server` brings up PostgreSQL 15 and
-an MLflow server that serves artifacts; a coordinator only enqueues; three `ablab worker`
-processes in three empty folders (no file of the project's) do the work on PostgreSQL-backed
-Optuna storage with heartbeats; one is SIGKILLed mid-trial."""
+an MLflow server that serves artifacts behind a login; a coordinator only enqueues; three
+`ablab worker` processes in three empty folders (no file of the project's) do the work on
+PostgreSQL-backed Optuna storage with heartbeats; one is SIGKILLed mid-trial."""
 
 import os
 import shutil
@@ -52,8 +52,9 @@ def server():
     data.chmod(0o755)
     port, pg_port = free_port(), free_port()
     log = open(data / "server.out", "w+")  # noqa: SIM115
+    # --auth: the login a server off loopback has (tests listen on 127.0.0.1 only)
     proc = _spawn(["server", "--data", str(data), "--port", str(port), "--pg-port",
-                   str(pg_port)], ROOT, log=log)
+                   str(pg_port), "--auth"], ROOT, log=log)
     deadline = time.monotonic() + 240
     text = ""
     while "ablab server ready" not in text:
@@ -61,7 +62,16 @@ def server():
         time.sleep(0.5)
         text = (data / "server.out").read_text()
     storage = text.split("--storage ", 1)[1].split()[0]
-    yield {"uri": f"http://127.0.0.1:{port}", "storage": storage, "data": data, "proc": proc}
+    creds = data / "mlflow.credentials"
+    assert creds.stat().st_mode & 0o777 == 0o600
+    password = creds.read_text().split("mlflow_tracking_password = ", 1)[1].split()[0]
+    login = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+    before = {k: os.environ.get(k) for k in login}
+    os.environ.update(login)  # this process's MlflowClient, and every process it starts
+    yield {"uri": f"http://127.0.0.1:{port}", "storage": storage, "data": data, "proc": proc,
+           "login": login}
+    for k, v in before.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C stops MLflow and PostgreSQL
     proc.wait(timeout=60)
     text = (data / "server.out").read_text()
@@ -131,3 +141,34 @@ def test_workers_on_three_machines_share_postgres_and_the_server(server, tmp_pat
     for f in ("summary.md", "comparisons.csv", "per_seed.png", "confusion_matrices.png"):
         assert (out / f).exists(), f
     assert "head=gap_dense" in (out / "summary.md").read_text()
+
+
+def test_the_server_asks_for_a_login(server):
+    """Unauthenticated REST calls get 401; ablab says what to set; with the credentials (from
+    MLflow's variables, or the credentials file in ~/.mlflow) it works."""
+    import requests
+
+    search = f"{server['uri']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, timeout=10).status_code == 401
+    assert requests.get(search, timeout=10, auth=("admin", "wrong")).status_code == 401
+    ok = requests.get(search, timeout=10, auth=("admin",
+                                                 server["login"]["MLFLOW_TRACKING_PASSWORD"]))
+    assert ok.status_code == 200
+    anonymous = {k: "" for k in server["login"]}
+    proc = run_cli("list", "--tracking-uri", server["uri"], "--storage", server["storage"],
+                   env=anonymous)
+    assert proc.returncode == 2 and "asks for a login" in " ".join(proc.stderr.split())
+    home = Path(tempfile.mkdtemp())
+    (home / ".mlflow").mkdir()
+    shutil.copy(server["data"] / "mlflow.credentials", home / ".mlflow" / "credentials")
+    proc = run_cli("list", "--tracking-uri", server["uri"], "--storage", server["storage"],
+                   env={**anonymous, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_server_off_loopback_turns_its_login_on():
+    from core.login import needs_login
+
+    assert needs_login("0.0.0.0") and needs_login("10.1.2.3") and needs_login("login-node")
+    assert not needs_login("127.0.0.1") and not needs_login("localhost")
+    assert not needs_login("::1")

@@ -1,0 +1,194 @@
+"""On the clusters where ablations run. README's SLURM recipe on a real one-node SLURM (two
+fake GPUs): a task requeued mid-trial loses nothing. Without SLURM: a worker SIGTERMed
+mid-trial puts its trial back with no coordinator alive. And the Kubernetes Indexed Job
+validates against Kubernetes' schema, offline."""
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, run_cli
+from tests.e2e import slurm
+from tests.e2e.helpers import store, trial_runs
+
+pytestmark = pytest.mark.e2e
+
+NAME = "head"
+CELLS = 3 * 2  # head: 3 variants, --seeds 2
+
+
+def recipe() -> list[list[str]]:
+    """The `ablab ...` commands of README's SLURM recipe, in order."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- recipe:slurm -->\n```bash\n(.*?)```", text, re.S).group(1)
+    return [shlex.split(line.split("#", 1)[0])[1:] for line in block.splitlines()
+            if line.startswith("ablab ")]
+
+
+def queue_states(storage: str) -> list[str]:
+    study = optuna.load_study(study_name=f"ablation:{NAME}", storage=_storage(storage))
+    return sorted(t.state.name for t in study.trials)
+
+
+def _storage(path: str):
+    from core.study.queue import open_storage
+
+    return open_storage(path)
+
+
+def wait_until(what, timeout_s: float, every: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = what()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what.__name__}"
+        time.sleep(every)
+
+
+def running_run(uri: str):
+    running = [r for r in trial_runs(uri, NAME) if r.info.status == "RUNNING"]
+    return running[0] if running else None
+
+
+def assert_nothing_lost(uri: str, storage: str, preempted_id: str) -> None:
+    runs = trial_runs(uri, NAME)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    cells = {(r.data.tags["ablab.variant"], r.data.tags["ablab.seed"]) for r in finished}
+    assert len(finished) == CELLS and len(cells) == CELLS, (  # every cell exactly once
+        [(r.data.tags["ablab.variant"], r.data.tags["ablab.seed"], r.info.status,
+          r.data.tags.get("ablab.outcome"), r.data.tags.get("ablab.error")) for r in runs],
+        queue_states(storage))
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    run = MlflowClient(uri).get_run(preempted_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["ablab.outcome"] == "preempted"
+    assert run.data.tags["ablab.end_reason"] == "preempted"
+    assert set(queue_states(storage)) <= {"COMPLETE", "PRUNED"}  # nothing RUNNING or FAIL
+
+
+def test_the_slurm_recipe_loses_nothing_when_a_task_is_requeued(tmp_path):
+    s = store(tmp_path)
+    env = {**s["env"], "ABLAB_STORAGE": s["storage"], "MLFLOW_TRACKING_URI": s["uri"]}
+    commands = recipe()
+    assert [c[0] for c in commands] == ["run", "launch", "list", "report"]
+    with slurm.cluster(tmp_path / "slurm") as cluster:
+        env.update(cluster)
+        proc = run_cli(*commands[0], env=env)
+        assert proc.returncode == 0 and "queued" in proc.stdout, proc.stdout + proc.stderr
+        proc = run_cli(*commands[1], env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        job = re.search(r"submitted job array (\d+)", proc.stdout).group(1)
+        script = next((tmp_path / "launch").rglob("slurm.sh")).read_text()
+        assert "#SBATCH --requeue" in script and "#SBATCH --open-mode=append" in script
+        assert "exec " in script and "--gres=gpu:1" in script
+        preempted = None
+        for _ in range(3):  # requeue the task that runs a trial, while it runs
+            run = wait_until(lambda: running_run(s["uri"]), 240)
+            task = run.data.tags["ablab.slot"].split(":")[0].removeprefix("slurm-")
+            subprocess.run(["scontrol", "requeue", task], env={**os.environ, **cluster},
+                           check=True, capture_output=True)
+            ended = wait_until(lambda r=run: MlflowClient(s["uri"]).get_run(
+                r.info.run_id) if MlflowClient(s["uri"]).get_run(r.info.run_id).info.status
+                != "RUNNING" else None, 60)
+            if ended.data.tags.get("ablab.outcome") == "preempted":
+                preempted = ended
+                break
+        assert preempted is not None, "no trial was caught mid-run by the requeue"
+        wait_until(lambda: sum(r.info.status == "FINISHED"
+                               for r in trial_runs(s["uri"], NAME)) == CELLS, 300, 1.0)
+        wait_until(lambda: "RUNNING" not in queue_states(s["storage"]), 60, 0.5)
+        assert_nothing_lost(s["uri"], s["storage"], preempted.info.run_id)
+        slots = {r.data.tags["ablab.slot"].split(":")[1] for r in trial_runs(s["uri"], NAME)}
+        assert slots == {"gpu0", "gpu1"}  # the two tasks, each its own GPU
+        logs = list((tmp_path / "launch").rglob(f"ablab-{NAME}-{job}_*.log"))
+        assert len(logs) == 2 and any("preempted" in f.read_text() for f in logs)
+        proc = run_cli(*commands[2], env=env)  # ablab list
+        assert proc.returncode == 0 and f"{CELLS}/{CELLS}" in proc.stdout, proc.stdout
+        proc = run_cli(*commands[3], "--out", str(tmp_path / "report"), env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_sigtermed_worker_puts_its_trial_back_with_no_coordinator(tmp_path):
+    s = store(tmp_path)
+    common = ["--storage", s["storage"], "--tracking-uri", s["uri"]]
+    proc = run_cli("run", NAME, "--smoke", "--seeds", "2", "--set", "train.epochs=6",
+                   "--no-workers", *common, env=s["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", NAME, *common,
+                                 "--wait"], cwd=ROOT, env={**os.environ, **s["env"]},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    run = wait_until(lambda: running_run(s["uri"]), 240)
+    pid = int(run.data.tags["ablab.worker"].rsplit(":", 1)[1])
+    victim = next(w for w in workers if w.pid == pid)
+    number = int(run.data.tags["optuna.trial_number"])
+    os.kill(pid, signal.SIGTERM)
+    t0 = time.monotonic()
+
+    def back_in_queue():
+        study = optuna.load_study(study_name=f"ablation:{NAME}", storage=_storage(s["storage"]))
+        t = study.trials[number]
+        return t.user_attrs.get("preemptions") == 1 and t.state.name in ("WAITING", "RUNNING",
+                                                                         "COMPLETE")
+
+    wait_until(back_in_queue, 30, 0.1)
+    back_s = time.monotonic() - t0
+    out, _ = victim.communicate(timeout=60)
+    assert victim.returncode == 0 and "returned to the queue" in out, out
+    other = next(w for w in workers if w is not victim)
+    out, _ = other.communicate(timeout=600)
+    assert other.returncode == 0, out
+    assert back_s < 10, back_s  # within seconds, well inside SLURM's 30 s before SIGKILL
+    assert_nothing_lost(s["uri"], s["storage"], run.info.run_id)
+    study = optuna.load_study(study_name=f"ablation:{NAME}", storage=_storage(s["storage"]))
+    assert len(study.trials) == CELLS  # the same trial came back, no copy was queued
+
+
+def test_the_kubernetes_job_validates(tmp_path):
+    import kubernetes_validate as kv
+
+    s = store(tmp_path)
+    proc = run_cli("run", NAME, "--smoke", "--seeds", "1", "--no-workers", "--storage",
+                   s["storage"], "--tracking-uri", s["uri"], env=s["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("launch", "k8s", NAME, "--workers", "3", "--gpus-per-worker", "1",
+                   "--image", "registry.example.com/ablab:1", "--storage", s["storage"],
+                   "--tracking-uri", s["uri"], env={**s["env"],
+                                                     "MLFLOW_TRACKING_PASSWORD": "pw"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    folder = next((tmp_path / "launch").rglob("job.yaml")).parent
+    job = yaml.safe_load((folder / "job.yaml").read_text())
+    secret = yaml.safe_load((folder / "secret.yaml").read_text())
+    for doc in (job, secret):
+        kv.validate(doc, kv.latest_version(), strict=True)
+    assert (folder / "secret.yaml").stat().st_mode & 0o777 == 0o600
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == \
+        ("Indexed", 3, 3)
+    pod = spec["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": secret["metadata"]
+                                                              ["name"]}}]
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in \
+        spec["podFailurePolicy"]["rules"]
+    assert secret["stringData"]["ABLAB_STORAGE"] == s["storage"]
+    broken = {**job, "spec": {**spec, "completionMode": 3}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, kv.latest_version(), strict=True)
+    c = MlflowClient(s["uri"])  # the job is logged with the study, its Secret is not
+    study_run = c.search_runs([c.get_experiment_by_name(NAME).experiment_id],
+                              "tags.`ablab.role` = 'study'")[0]
+    logged = [a.path for d in c.list_artifacts(study_run.info.run_id, "launch")
+              for a in c.list_artifacts(study_run.info.run_id, d.path)]
+    assert any(p.endswith("job.yaml") for p in logged)
+    assert not any("secret" in p for p in logged)
