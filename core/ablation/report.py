@@ -80,8 +80,7 @@ def data_card(expected: list, out: Path) -> str:
             key = variant  # two custom policies: named by their variant
         augs[key] = exp.augment
     try:
-        c, ds = card.build(base.data)
-        plots = card.write(c, ds, out, augs)
+        c, plots = card.cached(base.data, augs, out)
     except (ConfigError, OSError, ValueError) as err:
         return f"<h2>Data</h2><p>data card unavailable: {err}</p>"
     return html.data_section(c, plots)

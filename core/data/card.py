@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from core.schema import AugmentConfig, DataConfig
 SPLITS = ("train", "validation", "test")
 EXAMPLES = 8  # per class in the examples grid
 VIEWS = 6  # augmented views per image (the first column is the image itself)
+VERSION = "1"  # part of a kept card's key: a card drawn differently is drawn again
 
 
 @dataclass
@@ -231,3 +233,40 @@ def write(card: DataCard, ds: Dataset, out: Path,
         if aug.strength != "none":
             plots.append(plot_augmented(ds, aug, out / f"augment_{name}.png"))
     return plots
+
+
+def load(folder: Path) -> DataCard:
+    """A card written by `write`, read back."""
+    d = json.loads((folder / "data.json").read_text())
+    counts = pd.DataFrame(d["counts"]).set_index("class")
+    return DataCard(d["name"], d["digest"], counts, d["sizes"], d["image_size"],
+                    d["not_images"], d["unreadable"], d["duplicates"])
+
+
+def cached(cfg: DataConfig, policies: dict[str, AugmentConfig], out: Path,
+           console: Any = None) -> tuple[DataCard, list[Path]]:
+    """The card of this data and these policies in `out`: made once per machine (it loads
+    the data and draws every policy's views, seconds with TensorFlow) and copied from
+    $ABLAB_CACHE/cards afterwards, as every report of a study and its reruns need it."""
+    import shutil
+
+    from core.data import check
+
+    cache = check(cfg, console)
+    blob = json.dumps({k: v.model_dump(mode="json") for k, v in sorted(policies.items())})
+    key = digest_of(cfg, VERSION + getattr(cache, "key", "") + blob)
+    home = Path(os.environ.get("ABLAB_CACHE", Path.home() / ".cache" / "ablab")) / "cards"
+    kept = home / key
+    if not (kept / "data.json").exists():
+        card, ds = build(cfg, console)
+        tmp = home / f"{key}.{os.getpid()}.tmp"
+        write(card, ds, tmp, policies)
+        if tmp.exists() and not kept.exists():
+            tmp.rename(kept)
+        shutil.rmtree(tmp, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in kept.iterdir():
+        shutil.copy(f, out / f.name)
+    plots = [out / "class_counts.png", out / "examples.png"] + [
+        out / f"augment_{n}.png" for n, a in policies.items() if a.strength != "none"]
+    return load(out), plots

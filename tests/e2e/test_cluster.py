@@ -121,7 +121,7 @@ def test_the_slurm_recipe_loses_nothing_when_a_task_is_requeued(tmp_path):
 def test_a_sigtermed_worker_puts_its_trial_back_with_no_coordinator(tmp_path):
     s = store(tmp_path)
     common = ["--storage", s["storage"], "--tracking-uri", s["uri"]]
-    proc = run_cli("run", NAME, "--smoke", "--seeds", "2", "--set", "train.epochs=6",
+    proc = run_cli("run", NAME, "--smoke", "--seeds", "2", "--set", "train.epochs=4",
                    "--no-workers", *common, env=s["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", NAME, *common,
