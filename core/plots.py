@@ -12,6 +12,14 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
+def save(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay the figure out, write it as PNG, free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def learning_curves(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):

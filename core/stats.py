@@ -113,16 +113,6 @@ def describe(values, bounds=(-math.inf, math.inf)) -> dict[str, float]:
             "iqm_ci95_low": ilo, "iqm_ci95_high": ihi}
 
 
-def aggregate(values, metric: str) -> dict[str, float]:
-    """What a variant's parent run holds: `describe` under MLflow metric names."""
-    d = describe(values, metric_bounds(metric))
-    out = {"n_seeds": float(d["n"])}
-    if d["n"]:
-        for k in ("mean", "std", "ci95_low", "ci95_high", "median", "iqm"):
-            out[f"{k}_{metric}"] = d[k]
-    return out
-
-
 # ----------------------------------------------------------------------------- comparisons
 
 

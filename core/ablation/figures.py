@@ -10,22 +10,12 @@ import numpy as np
 import pandas as pd
 
 from core import stats
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
+from core.plots import plt, save
 
 
 def plot_per_seed(vals: pd.DataFrame, metric: str, path: Path) -> Path:
     """Every seed's value per variant over a box of quartiles; imputed seeds (diverged or
     failed, counted as `missing_as` says) as red crosses."""
-    plt = _plt()
     names = list(dict.fromkeys(vals["variant"]))
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names) + 2), 4.5))
     data = [vals.loc[vals["variant"] == n] for n in names]
@@ -48,16 +38,12 @@ def plot_per_seed(vals: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per seed (box: quartiles, bar: mean)")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_ecdf(vals: pd.DataFrame, metric: str, path: Path, alpha: float = stats.ALPHA) -> Path:
     """The score distribution over seeds per variant (rliable's performance profile for one
     task): the empirical CDF with its DKW confidence band (simultaneous, 1 - alpha)."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in dict.fromkeys(vals["variant"]):
         x = np.sort(vals.loc[vals["variant"] == name, "value"].to_numpy())
@@ -74,14 +60,10 @@ def plot_ecdf(vals: pd.DataFrame, metric: str, path: Path, alpha: float = stats.
     ax.set_title(f"{metric}: distribution over seeds ({1 - alpha:.0%} DKW band)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_learning_curves(hist: pd.DataFrame, path: Path) -> Path:
-    plt = _plt()
     from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key in zip(axes, ("val_accuracy", "val_loss"), strict=True):
@@ -97,16 +79,12 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path) -> Path:
         ax.set_title(f"{key}: mean over seeds, band = ±1 std")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_confusions(cms: dict[str, tuple[list[str], np.ndarray]], path: Path) -> Path | None:
     if not cms:
         return None
-    plt = _plt()
     n = len(cms)
     k = len(next(iter(cms.values()))[0])
     size = max(3.2, 0.35 * k + 2)
@@ -124,7 +102,4 @@ def plot_confusions(cms: dict[str, tuple[list[str], np.ndarray]], path: Path) ->
         ax.set_title(f"{name}\n(summed over seeds)", fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -129,14 +129,6 @@ def build(cfg: DataConfig, console: Any = None) -> tuple[DataCard, Dataset]:
 # ----------------------------------------------------------------------------- figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _show(ax, img: np.ndarray) -> None:
     img = np.clip(np.asarray(img, np.float32), 0, 1)
@@ -146,17 +138,15 @@ def _show(ax, img: np.ndarray) -> None:
 
 
 def plot_counts(card: DataCard, path: Path) -> Path:
-    plt = _plt()
+    from core.plots import plt, save
+
     table = card.counts[[s for s in SPLITS if s in card.counts]]
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(table) + 3), 3.6))
     table.plot.bar(ax=ax, width=0.8)
     ax.set_ylabel("images")
     ax.set_title(f"{card.name}: images per class and split")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def samples(ds: Dataset, per_class: int) -> list[list[np.ndarray]]:
@@ -170,7 +160,8 @@ def samples(ds: Dataset, per_class: int) -> list[list[np.ndarray]]:
 
 
 def plot_examples(ds: Dataset, path: Path, per_class: int = EXAMPLES) -> Path:
-    plt = _plt()
+    from core.plots import plt, save
+
     rows = samples(ds, per_class)
     fig, axes = plt.subplots(len(rows), per_class, squeeze=False,
                              figsize=(1.1 * per_class + 1.5, 1.1 * len(rows) + 0.6))
@@ -184,10 +175,7 @@ def plot_examples(ds: Dataset, path: Path, per_class: int = EXAMPLES) -> Path:
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"examples per class, as the model sees them ({ds.input_shape[0]} px)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_augmented(ds: Dataset, aug: AugmentConfig, path: Path, views: int = VIEWS,
@@ -197,9 +185,9 @@ def plot_augmented(ds: Dataset, aug: AugmentConfig, path: Path, views: int = VIE
     import keras
 
     from core.augment import build_layers, resolve
+    from core.plots import plt, save
 
     layers = build_layers(resolve(aug), seed=seed)
-    plt = _plt()
     rows = [imgs[0] for imgs in samples(ds, 1) if imgs][:8]
     fig, axes = plt.subplots(len(rows), views, squeeze=False,
                              figsize=(1.1 * views + 1, 1.1 * len(rows) + 0.6))
@@ -211,10 +199,7 @@ def plot_augmented(ds: Dataset, aug: AugmentConfig, path: Path, views: int = VIE
             _show(axes[r][k], view)
     axes[0][0].set_title("image", fontsize=8)
     fig.suptitle(f"augment.strength={aug.strength}: {views - 1} training views", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def write(card: DataCard, ds: Dataset, out: Path,
