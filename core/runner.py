@@ -239,9 +239,8 @@ def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | No
     import_tensorflow()
     c = c or tracking.client(tracking_uri)
     experiment_id = tracking.get_or_create_experiment(c, trial.study)
-    run_id = start_run(trial, c, experiment_id)
-    return _recorded(c, [run_id], lambda: [
-        execute(trial, c, run_id, cache, list(callbacks), keep_backbone)])[0]
+    return _recorded(c, lambda: [start_run(trial, c, experiment_id)], lambda ids: [
+        execute(trial, c, ids[0], cache, list(callbacks), keep_backbone)])[0]
 
 
 def run_pack(trials: list[Trial], c: MlflowClient,
@@ -252,18 +251,22 @@ def run_pack(trials: list[Trial], c: MlflowClient,
 
     import_tensorflow()
     experiment_id = tracking.get_or_create_experiment(c, trials[0].study)
-    run_ids = [start_run(t.replace(tags={**t.tags, lifecycle.PACK: len(trials)}), c,
-                         experiment_id) for t in trials]
-    return _recorded(c, run_ids, lambda: execute_pack(trials, c, run_ids, cache))
+    return _recorded(c, lambda: [start_run(t.replace(tags={**t.tags, lifecycle.PACK: len(
+        trials)}), c, experiment_id) for t in trials],
+        lambda ids: execute_pack(trials, c, ids, cache))
 
 
-def _recorded(c: MlflowClient, run_ids: list[str], work) -> list[TrialResult]:
-    """Run `work` (training into these open runs) and end every run: FINISHED with its
-    outcome; FAILED with the traceback when it raises (the study goes on); KILLED on Ctrl-C
-    or SIGTERM, which propagate, so nothing stays RUNNING."""
+def _recorded(c: MlflowClient, start, work) -> list[TrialResult]:
+    """Open the runs (`start`), run `work` (training into them) and end every run: FINISHED
+    with its outcome; FAILED with the traceback when it raises (the study goes on); KILLED
+    on Ctrl-C, preempted on a worker's SIGTERM/SIGUSR1, which propagate. The runs are opened
+    inside the same protection, so a stop that arrives while they open still closes them:
+    nothing stays RUNNING."""
+    run_ids: list[str] = []
     try:
         with signals.protected():  # Ctrl-C/SIGTERM stop it at the next batch boundary
-            results = work()
+            run_ids.extend(start())
+            results = work(run_ids)
     except (KeyboardInterrupt, SystemExit) as stop:
         preempted = isinstance(stop, signals.Preempted)
         with shielded():

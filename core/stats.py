@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as st
@@ -196,73 +197,6 @@ def prob_improvement(a, b, paired: bool, level: float = 0.95) -> tuple[float, fl
     return p, max(0.0, p - half), min(1.0, p + half)
 
 
-def power(n: int, effect: float, paired: bool, alpha: float = ALPHA) -> float:
-    """Power of the two-sided t-test with n seeds per variant (paired: one-sample t on the
-    differences, `effect` = d_z; else two-sample t, `effect` = d). Integrated over the
-    chi-square of the variance estimate: scipy's noncentral t (and statsmodels with it)
-    returns NaN for one degree of freedom and large effects."""
-    from scipy import integrate
-
-    df = n - 1 if paired else 2 * n - 2
-    nc = abs(effect) * math.sqrt(n if paired else n / 2)
-    crit = st.t.ppf(1 - alpha / 2, df)
-
-    def rejects(v: float) -> float:
-        c = crit * math.sqrt(v / df)
-        return (st.norm.sf(c - nc) + st.norm.cdf(-c - nc)) * st.chi2.pdf(v, df)
-
-    return float(integrate.quad(rejects, 0, math.inf, limit=200)[0])
-
-
-def seeds_needed(effect: float, paired: bool, alpha: float = ALPHA, target: float = POWER,
-                 max_n: int = 100_000) -> float:
-    """The smallest n (>= 2) with power >= target to detect `effect` (d_z when paired, d
-    otherwise): the solver's answer rounded up, then checked, stepping up until it holds
-    (the root-finder alone under-shoots for large effects)."""
-    import statsmodels.tools.sm_exceptions  # noqa: F401  (its import adds warning filters)
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-
-    if not math.isfinite(effect) or effect == 0:
-        return NAN
-    solver = TTestPower() if paired else TTestIndPower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            guess = float(solver.solve_power(effect_size=abs(effect), alpha=alpha,
-                                             power=target, alternative="two-sided"))
-        except (ValueError, RuntimeError):
-            guess = NAN
-    n = max(2, math.ceil(guess) if math.isfinite(guess) else 2)
-    while power(n, effect, paired, alpha) < target:
-        n += 1 if n < 50 else max(1, n // 20)
-        if n > max_n:
-            return math.inf
-    while n > 2 and power(n - 1, effect, paired, alpha) >= target:
-        n -= 1
-    return float(n)
-
-
-def sd_upper(sd: float, n: int, confidence: float = SD_CONFIDENCE) -> float:
-    """An upper confidence limit of a standard deviation from n values (chi-square): planning
-    with it instead of the observed SD keeps a lucky small pilot from promising too few
-    seeds."""
-    if n < 2 or not math.isfinite(sd):
-        return NAN
-    return float(sd * math.sqrt((n - 1) / st.chi2.ppf(1 - confidence, n - 1)))
-
-
-def plan_seeds(delta: float | None, sd: float, n: int, paired: bool) -> float:
-    """Seeds per variant for 80% power to detect the declared `delta` (the smallest effect
-    of interest), with the seed SD at its upper confidence limit. Never from the observed
-    effect: that 'observed power' is only a restatement of the p-value."""
-    if not delta or not math.isfinite(sd) or n < 2:
-        return NAN
-    s = sd_upper(sd, n)
-    if s == 0:
-        return 2.0
-    return seeds_needed(delta / s, paired)
-
-
 def _t_p(est: float, se: float, df: float, null: float = 0.0, side: str = "two") -> float:
     t = (est - null) / se
     if side == "two":
@@ -271,21 +205,21 @@ def _t_p(est: float, se: float, df: float, null: float = 0.0, side: str = "two")
 
 
 def compare(base, other, paired: bool, delta: float | None = None,
-            bounds=(-math.inf, math.inf), extras: bool = True) -> dict[str, float]:
+            bounds=(-math.inf, math.inf), extras: bool = True) -> dict[str, Any]:
     """`other` vs `base` (paired: aligned by seed). The difference of means with its 95% CI,
     the t-test (paired or Welch), the tie-aware Wilcoxon (paired), the effect size the power
     depends on (d_z paired, Hedges' g unpaired), probability of improvement, and with a
-    declared `delta` the TOST equivalence p and the seeds needed. `replicates` is 0 when
+    declared `delta` the TOST equivalence p (and `sd`, which core.planning plans seeds
+    from). `replicates` is 0 when
     every seed gave the same value: then nothing is tested (the seeds vary nothing).
     `extras=False` skips what the verdict does not use (Wilcoxon, P(improvement), planning):
     the calibration simulations run the verdict thousands of times."""
     a, b = np.asarray(base, float), np.asarray(other, float)
-    out: dict[str, float] = {
+    out: dict[str, Any] = {
         "n_base": len(a), "n_variant": len(b), "paired": bool(paired),
         "diff": float(b.mean() - a.mean()) if len(a) and len(b) else NAN,
         "diff_ci95_low": NAN, "diff_ci95_high": NAN, "p_value": NAN, "p_wilcoxon": NAN,
-        "p_tost": NAN, "effect_size": NAN, "se": NAN, "df": NAN, "replicates": 1,
-        "seeds_for_80_power": NAN}
+        "p_tost": NAN, "effect_size": NAN, "se": NAN, "df": NAN, "replicates": 1}
     poi, plo, phi = prob_improvement(a, b, paired) if extras else (NAN, NAN, NAN)
     out.update(prob_improvement=poi, prob_improvement_low=plo, prob_improvement_high=phi)
     if len(a) < 2 or len(b) < 2:
@@ -293,7 +227,10 @@ def compare(base, other, paired: bool, delta: float | None = None,
     if paired:
         d = b - a
         if is_constant(d):
-            out["replicates"] = 0
+            if is_constant(a) and is_constant(b):
+                out["replicates"] = 0
+            else:  # the seeds vary, their differences do not: nothing for a t-test to use
+                out["constant_diff"] = 1
             return out
         se, df = float(d.std(ddof=1) / math.sqrt(len(d))), float(len(d) - 1)
         out["p_wilcoxon"] = wilcoxon_p(d) if extras else NAN
@@ -302,6 +239,10 @@ def compare(base, other, paired: bool, delta: float | None = None,
     else:
         if is_constant(a) and is_constant(b):
             out["replicates"] = 0
+            return out
+        if min(len(a), len(b)) < WELCH_MIN_N:
+            out.update(p_value=permutation_p(a, b), test="permutation",
+                       effect_size=hedges_g(a, b))
             return out
         se, df = _welch_se_df(a, b)
         out["effect_size"] = hedges_g(a, b)
@@ -316,8 +257,34 @@ def compare(base, other, paired: bool, delta: float | None = None,
     if delta:
         out["p_tost"] = max(_t_p(diff, se, df, -delta, "greater"),
                             _t_p(diff, se, df, delta, "less"))
-        out["seeds_for_80_power"] = plan_seeds(delta, sd, len(b), paired) if extras else NAN
+        out["sd"] = sd  # what core.planning plans the seeds for delta from
     return out
+
+
+WELCH_MIN_N = 3  # below this in an arm, Welch's df rests on one variance estimate: too liberal
+EXACT_PERMUTATIONS = 20_000
+
+
+def permutation_p(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
+    """Two-sided permutation p of the difference of means (every split of the pooled seeds
+    when there are at most EXACT_PERMUTATIONS, else that many random ones): exact under the
+    null of one distribution for both arms, whatever the arms' sizes. Used when an arm has
+    fewer than WELCH_MIN_N seeds, where Welch's test said "better" 10-11% of the time under
+    the null (n = 2 and 10)."""
+    import itertools
+
+    x = np.concatenate([a, b])
+    n, k = len(x), len(a)
+    observed = abs(b.mean() - a.mean())
+    total = x.sum()
+    if math.comb(n, k) <= EXACT_PERMUTATIONS:
+        idx = np.array(list(itertools.combinations(range(n), k)))
+    else:
+        rng = np.random.default_rng(seed)
+        idx = np.argsort(rng.random((EXACT_PERMUTATIONS, n)), axis=1)[:, :k]
+    sa = x[idx].sum(axis=1)
+    diffs = np.abs((total - sa) / (n - k) - sa / k)
+    return float(np.mean(diffs >= observed - 1e-12))
 
 
 def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
@@ -370,6 +337,9 @@ def verdict(row: dict, p_holm: float, p_tost_holm: float, direction: str, delta:
     show a difference."""
     if not row.get("replicates", 1):
         return "not replicates: every seed gave the same value"
+    if row.get("constant_diff") == 1:
+        return (f"inconclusive: every seed differs by the same {row['diff']:+.4g}, which "
+                "leaves a t-test no spread to use; add seeds")
     if not math.isfinite(p_holm):
         return f"inconclusive: not testable with n={min(row['n_base'], row['n_variant'])}"
     if p_holm < alpha:
@@ -403,11 +373,15 @@ def impute(how: str, metric: str, direction: str, n_classes: int,
            observed: np.ndarray) -> float:
     """The value a seed without a metric (diverged, failed) counts as: `chance`, `worst`
     (the metric's worst possible value, or the worst seen in the study when it is
-    unbounded), or NaN for `exclude`."""
+    unbounded), or NaN for `exclude`. A metric with no chance value (Cohen's kappa, IoU, a
+    custom one) under `chance` counts as `worst`: dropping those seeds would let the
+    survivors alone decide."""
     if how == "exclude":
         return NAN
     if how == "chance":
-        return chance_value(metric, n_classes)
+        chance = chance_value(metric, n_classes)
+        if math.isfinite(chance):
+            return chance
     lo, hi = metric_bounds(metric)
     worst = lo if direction == "maximize" else hi
     if math.isfinite(worst):

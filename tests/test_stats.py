@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
-from core import stats
+from core import planning, stats
 from core.ablation.analysis import comparison_table, seed_values, variant_table
 
 TOL = 1e-9
@@ -171,10 +171,10 @@ def test_bug2_one_missing_seed_keeps_the_comparison_paired():
 
 @pytest.mark.parametrize("dz", [0.5, 1.0, 2.0, 6.0, 6.36, 8.0, 11.0])
 def test_bug3_seeds_for_power_reach_the_power(dz):
-    n = int(stats.seeds_needed(dz, paired=True))
+    n = int(planning.seeds_needed(dz, paired=True))
     assert simulated_power(n, dz) >= 0.8 - 0.003  # Monte-Carlo error ~0.0007
     assert n == 2 or simulated_power(n - 1, dz) < 0.8
-    assert stats.power(n, dz, True) == pytest.approx(simulated_power(n, dz), abs=0.004)
+    assert planning.power(n, dz, True) == pytest.approx(simulated_power(n, dz), abs=0.004)
     if dz in (6.0, 6.36):  # the old solver returned its bracket bound, 2
         assert simulated_power(2, dz) < 0.53 and n == 3
 
@@ -262,12 +262,12 @@ def test_equivalence_needs_a_declared_delta():
 
 def test_planning_uses_the_declared_delta_and_an_upper_sd_limit():
     sd, n = 0.01, 10
-    upper = stats.sd_upper(sd, n)
+    upper = planning.sd_upper(sd, n)
     assert upper == pytest.approx(sd * math.sqrt(9 / st.chi2.ppf(0.2, 9)))
     assert upper > sd
-    planned = stats.plan_seeds(0.01, sd, n, paired=True)
-    assert planned == stats.seeds_needed(0.01 / upper, paired=True)
-    assert math.isnan(stats.plan_seeds(None, sd, n, paired=True))
+    planned = planning.plan_seeds(0.01, sd, n, paired=True)
+    assert planned == planning.seeds_needed(0.01 / upper, paired=True)
+    assert math.isnan(planning.plan_seeds(None, sd, n, paired=True))
 
 
 def test_probability_of_improvement_paired_counts_ties_half():
@@ -292,3 +292,54 @@ def test_per_class_recall_shows_for_an_imbalanced_test_set():
     assert table.loc["b", "ok (n=80)"] == pytest.approx(0.97)
     balanced = {"a": (["ok", "defect"], np.array([[90, 10], [20, 80]]))}
     assert class_recall(runs, balanced) is None
+
+
+def test_issue21_case6_equal_nonzero_differences_are_not_called_non_replicates():
+    """72/90 vs 73/90 and 76/90 vs 77/90: the seeds vary, their differences do not."""
+    base, other = np.array([72, 76]) / 90, np.array([73, 77]) / 90
+    r = stats.compare(base, other, paired=True)
+    assert r["replicates"] == 1 and r["constant_diff"] == 1 and math.isnan(r["p_value"])
+    runs = runs_frame({"a": ([0, 1], base), "b": ([0, 1], other)}, "a")
+    v = comparison_table(runs).iloc[0]["verdict"]
+    assert v.startswith("inconclusive: every seed differs by the same +0.01111")
+    assert "not replicates" not in v
+
+
+def simulate_unpaired_false_rate(n_a: int, n_b: int, studies: int, seed: int = 0) -> float:
+    """Simulated null studies (both arms Binomial(90, 0.8)/90 plus a shared seed effect):
+    how often the unpaired comparison is significant at 0.05."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(studies):
+        a = rng.binomial(90, 0.8, n_a) / 90 + rng.normal(0, 0.01, n_a)
+        b = rng.binomial(90, 0.8, n_b) / 90 + rng.normal(0, 0.01, n_b)
+        hits += stats.compare(a, b, paired=False, extras=False)["p_value"] < 0.05
+    return hits / studies
+
+
+def test_issue21_case7_two_seeds_in_an_arm_keep_the_false_rate():
+    """Welch with 2 seeds in one arm said "better/worse" 9.6-11.4% of null studies at
+    n = (2, 10); the exact permutation test it now uses keeps 0.05 (+ 2 Monte Carlo SE)."""
+    studies = 2000
+    rate = simulate_unpaired_false_rate(2, 10, studies)
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / studies), rate
+    r = stats.compare(np.array([0.8, 0.82]), np.linspace(0.7, 0.75, 10), paired=False)
+    assert r["test"] == "permutation" and 0 < r["p_value"] <= 1
+
+
+def test_issue21_case8_a_metric_without_chance_counts_missing_seeds_as_worst():
+    """4 of 10 seeds diverged on a metric with no chance value (kappa): they count at the
+    worst value seen, so the 6 good survivors alone do not make the variant "better"."""
+    base = np.array([0.50, 0.52, 0.49, 0.51, 0.50, 0.53, 0.48, 0.51, 0.50, 0.52])
+    other = np.array([0.55, 0.56, 0.54, 0.57, 0.55, 0.56, np.nan, np.nan, np.nan, np.nan])
+    seeds = list(range(10))
+    runs = runs_frame({"base": (seeds, base), "other": (seeds, other)}, "base",
+                      metric="test_kappa")
+    runs.loc[runs["test_kappa"].isna(), "status"] = "FAILED"
+    vals = seed_values(runs, "test_kappa", missing_as="chance")
+    assert len(vals[vals["variant"] == "other"]) == 10  # none dropped
+    assert vals.loc[vals["imputed"], "value"].eq(0.48).all()  # the worst seen
+    assert comparison_table(runs, "test_kappa", missing_as="exclude").iloc[0][
+        "verdict"] == "better"  # what dropping them silently said
+    assert not comparison_table(runs, "test_kappa", missing_as="chance").iloc[0][
+        "verdict"].startswith("better")

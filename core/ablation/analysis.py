@@ -21,6 +21,7 @@ import pandas as pd
 
 from core import stats
 from core.lifecycle import Outcome
+from core.planning import plan_seeds
 
 
 def default_direction(metric: str, fallback: str = "maximize") -> str:
@@ -141,12 +142,15 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
     sign = 1.0 if direction == "maximize" else -1.0
     base = vals[vals["variant"] == baseline].set_index("seed")["value"]
     rows = []
+    n_comparisons = sum(1 for v in dict.fromkeys(runs["variant"]) if v != baseline)
     for name in dict.fromkeys(runs["variant"]):
         if name == baseline:
             continue
         other = vals[vals["variant"] == name].set_index("seed")["value"]
         paired, a, b, left = pair_up(base, other)
         res = stats.compare(a, b, paired, delta, bounds)
+        res["seeds_for_80_power"] = plan_seeds(delta, res.get("sd", math.nan), len(b), paired,
+                                               n_comparisons)
         poi = stats.prob_improvement(sign * a, sign * b, paired)
         res.update(prob_improvement=poi[0], prob_improvement_low=poi[1],
                    prob_improvement_high=poi[2])

@@ -111,7 +111,8 @@ COMPARISON_COLUMNS = [
     Column("P(improvement) [95% CI]", lambda r, f: f"{f.num(r.prob_improvement, 2)} "
            f"{f.ci(r.prob_improvement_low, r.prob_improvement_high, 2)}",
            ("prob_improvement", "prob_improvement_low", "prob_improvement_high"), "P(improve)"),
-    Column("seeds for 80% power at ±delta", _seeds, ("seeds_for_80_power",), "seeds@80%"),
+    Column("seeds for 80% power at ±delta (Holm over the comparisons)", _seeds,
+           ("seeds_for_80_power",), "seeds@80%"),
 ]
 
 

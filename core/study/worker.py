@@ -109,7 +109,18 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
                   f"limit, a trial takes ~{typical:.0f} s: stopping cleanly", flush=True)
             return ran
         queue.fail_stale()
-        job = queue.claim(who)
+        # From the claim to the trial's end in the queue, a stop waits for a safe point: a
+        # batch boundary (the trial then ends preempted or killed, in the queue too), or the
+        # end of the trial. Never between a claim and its trial's bookkeeping, where a
+        # claimed trial would stay RUNNING with no heartbeat to retry it.
+        t0 = time.time()
+        with signals.protected():
+            job = queue.claim(who)
+            if job is not None:
+                if handler is None:
+                    meta = queue.meta
+                    handler = handlers[meta["kind"]](queue, c, meta)
+                handler.run(job)
         if job is None:
             if queue.enqueuing():
                 time.sleep(0.3)
@@ -118,11 +129,6 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
                 time.sleep(2.0)
                 continue
             return ran
-        if handler is None:
-            meta = queue.meta
-            handler = handlers[meta["kind"]](queue, c, meta)
-        t0 = time.time()
-        handler.run(job)
         ran += 1
         spent += time.time() - t0
         typical = max(typical or 0.0, spent / ran)
