@@ -61,17 +61,20 @@ def clip(lo: float, hi: float, bounds: tuple[float, float]) -> tuple[float, floa
 # ----------------------------------------------------------------------------- per variant
 
 
-def t_interval(values, level: float = 0.95, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
+def t_interval(values, level: float = 0.95, bounds=(-math.inf, math.inf),
+               se_floor: float = 0.0) -> tuple[float, float]:
     """Student-t CI of the mean; NaN below 2 values (one seed says nothing about seed noise);
-    a point for constant values; clipped to the metric's range."""
+    clipped to the metric's range. `se_floor`: the least standard error the test set allows
+    (`binomial_se_floor`), so seeds that all scored the same (common near 1.0) do not give a
+    zero-width interval; without one, constant values give a point."""
     x = finite(values)
     n = len(x)
     if n < 2:
         return NAN, NAN
     m = float(x.mean())
-    if is_constant(x):
+    if is_constant(x) and se_floor <= 0:
         return m, m
-    sem = float(x.std(ddof=1) / math.sqrt(n))
+    sem = max(float(x.std(ddof=1) / math.sqrt(n)), se_floor)
     lo, hi = st.t.interval(level, n - 1, loc=m, scale=sem)
     return clip(float(lo), float(hi), bounds)
 
@@ -98,7 +101,29 @@ def iqm_interval(values, level: float = 0.95, seed: int = 0,
     return clip(float(lo), float(hi), bounds)
 
 
-def describe(values, bounds=(-math.inf, math.inf)) -> dict[str, float]:
+def failure_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a rate of k in n: how often a variant's runs may
+    fail (collapse, diverge, error) given what the seeds showed. 0 of 10 is not "never":
+    up to 31% cannot be ruled out."""
+    if n <= 0:
+        return NAN, NAN
+    ci = st.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def binomial_se_floor(values, n_test: float) -> float:
+    """The standard error of the seeds' mean accuracy that the test set's size alone implies,
+    from the pooled counts with Agresti-Coull's +2/+4 (never 0, also at 100%): each seed's
+    accuracy is k/n_test, so seeds cannot be more alike than binomial noise says."""
+    x = finite(values)
+    if not len(x) or not n_test or not math.isfinite(n_test):
+        return 0.0
+    total = len(x) * n_test
+    p = (float(x.sum()) * n_test + 2) / (total + 4)
+    return math.sqrt(p * (1 - p) / total)
+
+
+def describe(values, bounds=(-math.inf, math.inf), se_floor: float = 0.0) -> dict[str, float]:
     """Per-variant numbers. n = 1 gives NaN spread and intervals, never a zero-width CI."""
     x = finite(values)
     n = len(x)
@@ -106,7 +131,7 @@ def describe(values, bounds=(-math.inf, math.inf)) -> dict[str, float]:
         return {"n": 0, "mean": NAN, "std": NAN, "ci95_low": NAN, "ci95_high": NAN,
                 "median": NAN, "min": NAN, "max": NAN, "iqm": NAN, "iqm_ci95_low": NAN,
                 "iqm_ci95_high": NAN}
-    lo, hi = t_interval(x, bounds=bounds)
+    lo, hi = t_interval(x, bounds=bounds, se_floor=se_floor)
     ilo, ihi = iqm_interval(x, bounds=bounds)
     return {"n": n, "mean": float(x.mean()), "std": float(x.std(ddof=1)) if n > 1 else NAN,
             "ci95_low": lo, "ci95_high": hi, "median": float(np.median(x)),

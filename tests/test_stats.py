@@ -343,3 +343,46 @@ def test_issue21_case8_a_metric_without_chance_counts_missing_seeds_as_worst():
         "verdict"] == "better"  # what dropping them silently said
     assert not comparison_table(runs, "test_kappa", missing_as="chance").iloc[0][
         "verdict"].startswith("better")
+
+
+def test_issue21_case5_seeds_at_the_ceiling_get_an_interval():
+    """Every seed at 90/90: the interval is not a point (coverage of 0.995 was 0.70 with 3
+    seeds); the test set's binomial noise sets its least width. Simulated coverage at 0.995
+    with 3 seeds of 90 test images is at least 0.95."""
+    x = np.ones(3)
+    lo, hi = stats.t_interval(x, bounds=(0, 1), se_floor=stats.binomial_se_floor(x, 90))
+    assert hi - lo > 0.005 and lo < 0.995 <= hi
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        s = rng.binomial(90, 0.995, 3) / 90
+        lo, hi = stats.t_interval(s, bounds=(0, 1), se_floor=stats.binomial_se_floor(s, 90))
+        covered += lo <= 0.995 <= hi
+    assert covered / 2000 >= 0.95
+    runs = runs_frame({"a": ([0, 1, 2], x)}, "a").assign(n_test=90)
+    row = variant_table(runs).iloc[0]
+    assert row["ci95_high"] - row["ci95_low"] > 0.005
+
+
+def test_issue21_case4_failure_rates_have_exact_intervals_and_caveat_a_better():
+    """0 of 10 runs failed is not "never": [0, 0.31]. A "better" whose variant may fail more
+    often than the baseline did says so beside its verdict."""
+    lo, hi = stats.failure_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(0.3085, abs=1e-4)
+    seeds = list(range(10))
+    outcomes = {"base": ["ok"] * 8 + ["collapsed"] * 2, "better": ["ok"] * 10}
+    rng = np.random.default_rng(3)
+    base = 0.9 + rng.normal(0, 0.01, 10)
+    runs = runs_frame({"base": (seeds, base),
+                       "better": (seeds, base + 0.03 + rng.normal(0, 0.005, 10))}, "base",
+                      outcomes=outcomes)
+    vt = variant_table(runs).set_index("variant")
+    assert vt.loc["better", "failures"] == 0 and vt.loc["better", "ran"] == 10
+    assert vt.loc["better", "failure_ci95_high"] == pytest.approx(0.3085, abs=1e-4)
+    assert vt.loc["base", "failure_rate"] == pytest.approx(0.2)
+    ct = comparison_table(runs).set_index("variant")
+    assert ct.loc["better", "verdict"] == "better"
+    assert ct.loc["better", "caveat"].startswith("up to 31% of its runs may fail")
+    from core.ablation.render import VARIANT_COLUMNS, markdown
+
+    assert "0/10 [0.00, 0.31]" in "\n".join(markdown(VARIANT_COLUMNS, vt.reset_index()))

@@ -77,7 +77,9 @@ def seed_values(runs: pd.DataFrame, metric: str = "test_accuracy",
 VARIANT_FIELDS = ["variant", "baseline", "n", "imputed", "mean", "std", "ci95_low",
                   "ci95_high", "median", "min", "max", "iqm", "iqm_ci95_low", "iqm_ci95_high",
                   "test_se", "collapse_rate", Outcome.COLLAPSED.value, Outcome.DIVERGED.value,
-                  Outcome.FAILED.value, "finished", "mean_epochs_run", "mean_train_time_s"]
+                  Outcome.FAILED.value, "finished", "failures", "ran", "failure_rate",
+                  "failure_ci95_low", "failure_ci95_high", "mean_epochs_run",
+                  "mean_train_time_s"]
 
 
 def variant_table(runs: pd.DataFrame, metric: str = "test_accuracy",
@@ -89,8 +91,9 @@ def variant_table(runs: pd.DataFrame, metric: str = "test_accuracy",
         fin = finished(g)
         v = vals[vals["variant"] == name]
         n_fin = len(fin)
+        floor = stats.binomial_se_floor(v["value"].to_numpy(), _n_test(fin, metric))
         row = {"variant": name, "baseline": bool(g["baseline"].any()),
-               **stats.describe(v["value"].to_numpy(), bounds),
+               **stats.describe(v["value"].to_numpy(), bounds, floor),
                "imputed": int(v["imputed"].sum()),
                "collapse_rate": float((fin["outcome"] == Outcome.COLLAPSED.value).mean()) if n_fin
                else math.nan,
@@ -98,6 +101,7 @@ def variant_table(runs: pd.DataFrame, metric: str = "test_accuracy",
                Outcome.DIVERGED.value: int((fin["outcome"] == Outcome.DIVERGED.value).sum()),
                Outcome.FAILED.value: int((g["status"] == Outcome.FAILED.status).sum()),
                "finished": n_fin,
+               **_failures(fin, g),
                "test_se": _test_se(fin, metric),
                "mean_epochs_run": float(fin["epochs_run"].mean()) if "epochs_run" in fin
                and n_fin else math.nan,
@@ -105,6 +109,25 @@ def variant_table(runs: pd.DataFrame, metric: str = "test_accuracy",
                and n_fin else math.nan}
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=VARIANT_FIELDS)
+
+
+def _failures(fin: pd.DataFrame, g: pd.DataFrame) -> dict[str, float]:
+    """Runs that collapsed, diverged or failed, of those that ran to an end, with the exact
+    95% interval of that rate."""
+    ran = len(fin) + int((g["status"] == Outcome.FAILED.status).sum())
+    bad = int(fin["outcome"].isin([Outcome.COLLAPSED.value, Outcome.DIVERGED.value]).sum()) \
+        + int((g["status"] == Outcome.FAILED.status).sum())
+    lo, hi = stats.failure_interval(bad, ran)
+    return {"failures": bad, "ran": ran, "failure_rate": bad / ran if ran else math.nan,
+            "failure_ci95_low": lo, "failure_ci95_high": hi}
+
+
+def _n_test(fin: pd.DataFrame, metric: str) -> float:
+    """The test set's size, for an accuracy (whose values are k / n_test); else 0."""
+    if "accuracy" not in metric or "n_test" not in fin or not len(fin):
+        return 0.0
+    n = float(fin["n_test"].max())
+    return n if math.isfinite(n) else 0.0
 
 
 def _test_se(fin: pd.DataFrame, metric: str) -> float:
@@ -169,7 +192,29 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
     df["diff_ci_high"] = [hi for _, hi in ci]
     df["verdict"] = [stats.verdict(r, r["p_holm"], r["p_tost_holm"], direction, delta, alpha)
                      for r in df.to_dict("records")]
-    return df
+    return with_failure_caveat(df, variant_table(runs, metric, direction, missing_as))
+
+
+def with_failure_caveat(ct: pd.DataFrame, vt: pd.DataFrame) -> pd.DataFrame:
+    """A "better" whose variant may fail more often than the baseline did (the upper end of
+    its failure-rate interval above the baseline's observed rate) carries that caveat beside
+    its verdict (column `caveat`): the seeds that ran may simply not have hit the failures
+    (0 of 10 still allows up to 31%)."""
+    if ct.empty:
+        return ct
+    rates = vt.set_index("variant")
+    out = []
+    for r in ct.to_dict("records"):
+        caveat = ""
+        if str(r["verdict"]).startswith("better") and r["variant"] in rates.index and \
+                r["baseline"] in rates.index:
+            upper = rates.loc[r["variant"], "failure_ci95_high"]
+            seen = rates.loc[r["baseline"], "failure_rate"]
+            if math.isfinite(upper) and math.isfinite(seen) and upper > seen:
+                caveat = (f"up to {upper:.0%} of its runs may fail (collapse, diverge, error); "
+                          f"the baseline's failed {seen:.0%}")
+        out.append(caveat)
+    return ct.assign(caveat=out)
 
 
 
@@ -185,7 +230,9 @@ def parent_metrics(row: dict[str, Any], metric: str,
     `comparison_table` row): the one place a variant's aggregates get their MLflow names, so
     the parent written after each trial and the one the report writes are the same numbers."""
     m: dict[str, Any] = {f"{k}_{metric}": row[k] for k in PARENT_STATS}
-    m.update(n_seeds=row["n"], n_imputed=row["imputed"])
+    m.update(n_seeds=row["n"], n_imputed=row["imputed"],
+             **{k: row.get(k) for k in ("failure_rate", "failure_ci95_low",
+                                        "failure_ci95_high")})
     if comparison is not None:
         m.update({f"{k}_{metric}": comparison[k] for k in COMPARISON_STATS})
     return {k: float(v) for k, v in m.items() if v is not None and not pd.isna(v)}

@@ -76,6 +76,10 @@ VARIANT_COLUMNS = [
     Column("test-set SE", lambda r, f: f.num(r.test_se), ("test_se",)),
     Column("collapse rate", lambda r, f: f.num(r.collapse_rate, 2), ("collapse_rate",),
            "collapse"),
+    Column("failed runs [95% CI]", lambda r, f: f"{r.failures}/{r.ran} "
+           f"{f.ci(r.failure_ci95_low, r.failure_ci95_high, 2)}",
+           ("failures", "ran", "failure_rate", "failure_ci95_low", "failure_ci95_high"),
+           "failures"),
     Column(Outcome.DIVERGED.value, lambda r, f: str(getattr(r, Outcome.DIVERGED.value)),
            (Outcome.DIVERGED.value,), Outcome.DIVERGED.value),
     Column(Outcome.FAILED.value, lambda r, f: str(getattr(r, Outcome.FAILED.value)),
@@ -97,6 +101,7 @@ def _seeds(r: Row, f: Fmt) -> str:
 COMPARISON_COLUMNS = [
     Column("variant", lambda r, f: f.text(r.variant), ("variant",), "variant"),
     Column("verdict", lambda r, f: f.strong(r.verdict), ("verdict",), "verdict"),
+    Column("caveat", lambda r, f: f.text(r.caveat), ("caveat",), "caveat"),
     Column("difference [Holm-adjusted CI]",
            lambda r, f: f"{f.num(r.diff)} {f.ci(r.diff_ci_low, r.diff_ci_high)}",
            ("diff", "diff_ci_low", "diff_ci_high"), "diff [Holm CI]"),

@@ -23,6 +23,7 @@ from core.ablation.analysis import (
     missing_trials,
     seed_values,
     variant_table,
+    with_failure_caveat,
 )
 from core.ablation.parents import log_parents
 from core.ablation.render import (
@@ -129,6 +130,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         expected = [t for t in expected if t.seed < rep.seeds_of(t.variant)]
         if len(ct):
             ct["verdict"] = [rep.verdict(v, delta) for v in ct["variant"]]
+            ct = with_failure_caveat(ct, vt)
         looks_table(rep).to_csv(out_dir / "looks.csv", index=False)
         adaptive = section(rep, len(ct))
     missing = missing_trials(expected, runs)
