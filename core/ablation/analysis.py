@@ -154,7 +154,8 @@ def pair_up(base: pd.Series, other: pd.Series) -> tuple[bool, np.ndarray, np.nda
 def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
                      direction: str = "maximize", baseline: str | None = None,
                      delta: float | None = None, missing_as: str = "chance",
-                     alpha: float = stats.ALPHA) -> pd.DataFrame:
+                     alpha: float = stats.ALPHA,
+                     variants: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each variant against the baseline, paired on the seeds both have. p-values and the
     difference's CI are Holm-adjusted across all comparisons of the study (the CI excludes
     0 exactly when the test rejects); with a declared `delta` (the smallest effect of
@@ -192,7 +193,9 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
     df["diff_ci_high"] = [hi for _, hi in ci]
     df["verdict"] = [stats.verdict(r, r["p_holm"], r["p_tost_holm"], direction, delta, alpha)
                      for r in df.to_dict("records")]
-    return with_failure_caveat(df, variant_table(runs, metric, direction, missing_as))
+    if variants is None:  # the variant_table of the same runs, when the caller has it
+        variants = variant_table(runs, metric, direction, missing_as)
+    return with_failure_caveat(df, variants)
 
 
 def with_failure_caveat(ct: pd.DataFrame, vt: pd.DataFrame) -> pd.DataFrame:

@@ -122,7 +122,8 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     vals = seed_values(runs, metric, direction, missing_as)
     vt = variant_table(runs, metric, direction, missing_as)
-    ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as)
+    ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as,
+                          variants=vt)
     expected = expected if expected is not None else expected_trials(ab)
     rep = adaptive_replay(runs, ab, expected, metric, direction, delta, missing_as)
     adaptive = None
