@@ -1,0 +1,59 @@
+"""The verdict rules' simulated operating figures (issue 21, second pass): seeds planned for
+80% power against simulated power, power under Holm at the planned n, Welch with 2 seeds
+against the permutation test, CI coverage at the accuracy ceiling. Pure numpy, seconds.
+
+    .venv/bin/python -m bench.verdicts
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as st
+
+from core import planning, stats
+from tests.test_stats import simulate_unpaired_false_rate
+from tests.test_stats_calibration import simulated_power
+
+
+def holm_power(m: int, dz: float, n: int, studies: int = 4000) -> float:
+    rng = np.random.default_rng(m)
+    d = rng.normal(0, 1, (studies, m, n))
+    d[:, 0] += dz
+    t = d.mean(2) / (d.std(2, ddof=1) / np.sqrt(n))
+    p = 2 * st.t.sf(np.abs(t), n - 1)
+    return float(np.mean([stats.holm(r)[0] < 0.05 and tr[0] > 0
+                          for r, tr in zip(p, t, strict=True)]))
+
+
+def ceiling_coverage(p: float = 0.995, n_test: int = 90, seeds: int = 3,
+                     studies: int = 2000) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    plain = floored = 0
+    for _ in range(studies):
+        x = rng.binomial(n_test, p, seeds) / n_test
+        lo, hi = stats.t_interval(x, bounds=(0, 1))
+        plain += lo <= p <= hi
+        lo, hi = stats.t_interval(x, bounds=(0, 1),
+                                  se_floor=stats.binomial_se_floor(x, n_test))
+        floored += lo <= p <= hi
+    return plain / studies, floored / studies
+
+
+def main() -> None:
+    for paired in (True, False):
+        for e in (0.1, 0.2, 0.5, 1.0, 2.0):
+            n = int(planning.seeds_needed(e, paired))
+            print(f"seeds_needed({e}, paired={paired}) = {n}: simulated power "
+                  f"{simulated_power(n, e, paired):.3f}")
+    for m in (1, 3, 5):
+        n, naive = (int(planning.seeds_needed(0.8, True, alpha=0.05 / k)) for k in (m, 1))
+        print(f"Holm over {m}: planned {n} seeds, power {holm_power(m, 0.8, n):.3f}; "
+              f"planned at 0.05 {naive} seeds, power {holm_power(m, 0.8, naive):.3f}")
+    print(f"unpaired 2 vs 10 seeds, false better/worse: "
+          f"{simulate_unpaired_false_rate(2, 10, 2000):.3f}")
+    plain, floored = ceiling_coverage()
+    print(f"coverage at 0.995, 3 seeds of 90: {plain:.3f} without the floor, {floored:.3f} with")
+
+
+if __name__ == "__main__":
+    main()
