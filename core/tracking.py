@@ -177,15 +177,27 @@ def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
 
 def log_dataset(c: MlflowClient, run_id: str, name: str, digest: str, source: str,
                 profile: dict[str, Any], context: str = "training") -> None:
-    """An MLflow dataset input on the run, so the runs table's Datasets column names it."""
+    """An MLflow dataset input on the run, so the runs table's Datasets column names it.
+    Workers that start trials on the same data at once race to create the dataset: MLflow's
+    store checks, then inserts, and the loser's insert breaks the unique key. The dataset
+    is there by then, so a retry links it."""
     import json
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     ds = Dataset(name=name, digest=digest, source_type="ablab", source=source,
                  profile=json.dumps(profile))
-    c.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context",
-                                                              context)])])
+    inputs = [DatasetInput(ds, [InputTag("mlflow.data.context", context)])]
+    for attempt in range(5):
+        try:
+            c.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            if "UNIQUE" not in str(err).upper() and "DUPLICATE" not in str(err).upper() \
+                    or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def search(c: MlflowClient, experiment_id: str, filter_string: str = "",

@@ -326,3 +326,31 @@ def test_the_supervisor_passes_a_preemption_on_and_a_ctrl_c_as_ctrl_c():
         with pytest.raises(KeyboardInterrupt):
             Supervisor(pool, Console(file=io.StringIO())).run(step)
         assert got == [expected]
+
+
+def test_workers_logging_one_dataset_at_once_do_not_fail(tracking_uri):
+    """Workers that start trials on the same data at once race to create its MLflow dataset
+    (MLflow checks, then inserts: the loser broke the unique key and its trial FAILED, which
+    the cluster test caught). Without the retry, 16 threads hit it in most rounds."""
+    import threading
+
+    c = MlflowClient(tracking_uri)
+    exp = tracking.get_or_create_experiment(c, "race")
+    errors = []
+    for round_ in range(3):
+        runs = [c.create_run(exp).info.run_id for _ in range(16)]
+
+        def log(run_id, digest=f"d{round_}"):
+            try:
+                tracking.log_dataset(tracking.client(tracking_uri), run_id, "digits", digest,
+                                     "{}", {"train": 1})
+            except Exception as err:  # noqa: BLE001 - collected, then asserted empty
+                errors.append(err)
+
+        threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(len(c.get_run(r).inputs.dataset_inputs) == 1 for r in runs)
+    assert errors == []

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = "head"
 CELLS = 3 * 2  # head: 3 variants, --seeds 2
+EPOCHS = 10  # smoke trials of 2 epochs end too fast to catch one mid-training reliably
 
 
 def recipe() -> list[list[str]]:
@@ -56,8 +57,20 @@ def wait_until(what, timeout_s: float, every: float = 0.2):
 
 
 def running_run(uri: str):
-    running = [r for r in trial_runs(uri, NAME) if r.info.status == "RUNNING"]
-    return running[0] if running else None
+    """A trial run early in its training (at most one epoch logged), so that a stop sent now
+    lands mid-training, not while the trial is already being recorded."""
+    c = MlflowClient(uri)
+    for r in trial_runs(uri, NAME):
+        if r.info.status == "RUNNING" and len(c.get_metric_history(r.info.run_id,
+                                                                   "loss")) <= 1:
+            return r
+    return None
+
+
+def finished(uri: str, run_id: str):
+    """The run, once it is no longer RUNNING (else None)."""
+    run = MlflowClient(uri).get_run(run_id)
+    return run if run.info.status != "RUNNING" else None
 
 
 def assert_nothing_lost(uri: str, storage: str, preempted_id: str) -> None:
@@ -83,7 +96,8 @@ def test_the_slurm_recipe_loses_nothing_when_a_task_is_requeued(tmp_path):
     assert [c[0] for c in commands] == ["run", "launch", "list", "report"]
     with slurm.cluster(tmp_path / "slurm") as cluster:
         env.update(cluster)
-        proc = run_cli(*commands[0], env=env)
+        # the recipe's enqueue, with trials long enough for the requeue to land mid-trial
+        proc = run_cli(*commands[0], "--set", f"train.epochs={EPOCHS}", env=env)
         assert proc.returncode == 0 and "queued" in proc.stdout, proc.stdout + proc.stderr
         proc = run_cli(*commands[1], env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -97,9 +111,7 @@ def test_the_slurm_recipe_loses_nothing_when_a_task_is_requeued(tmp_path):
             task = run.data.tags["ablab.slot"].split(":")[0].removeprefix("slurm-")
             subprocess.run(["scontrol", "requeue", task], env={**os.environ, **cluster},
                            check=True, capture_output=True)
-            ended = wait_until(lambda r=run: MlflowClient(s["uri"]).get_run(
-                r.info.run_id) if MlflowClient(s["uri"]).get_run(r.info.run_id).info.status
-                != "RUNNING" else None, 60)
+            ended = wait_until(lambda r=run: finished(s["uri"], r.info.run_id), 60)
             if ended.data.tags.get("ablab.outcome") == "preempted":
                 preempted = ended
                 break
@@ -121,7 +133,7 @@ def test_the_slurm_recipe_loses_nothing_when_a_task_is_requeued(tmp_path):
 def test_a_sigtermed_worker_puts_its_trial_back_with_no_coordinator(tmp_path):
     s = store(tmp_path)
     common = ["--storage", s["storage"], "--tracking-uri", s["uri"]]
-    proc = run_cli("run", NAME, "--smoke", "--seeds", "2", "--set", "train.epochs=4",
+    proc = run_cli("run", NAME, "--smoke", "--seeds", "2", "--set", f"train.epochs={EPOCHS}",
                    "--no-workers", *common, env=s["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", NAME, *common,
