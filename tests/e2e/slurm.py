@@ -25,8 +25,8 @@ def _free_port() -> int:
 
 
 def _munged() -> subprocess.Popen | None:
-    """munged, unless one runs (it runs as the munge user; the package made its key)."""
-    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
+    """munged, unless one answers (it runs as the munge user; the package made its key)."""
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
         return None
     run = Path("/run/munge")
     run.mkdir(parents=True, exist_ok=True)
@@ -36,9 +36,15 @@ def _munged() -> subprocess.Popen | None:
         subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
         shutil.chown(key, "munge", "munge")
         key.chmod(0o600)
-    return subprocess.Popen(["runuser", "-u", "munge", "--", "/usr/sbin/munged",
+    proc = subprocess.Popen(["runuser", "-u", "munge", "--", "/usr/sbin/munged",
                              "--foreground"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("munged did not start (see /var/log/munge/munged.log)")
+        time.sleep(0.2)
+    return proc
 
 
 @contextlib.contextmanager
@@ -100,3 +106,5 @@ def cluster(folder: Path) -> Iterator[dict[str, str]]:
                 p.kill()
         if munge is not None:
             munge.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                munge.wait(timeout=10)
