@@ -133,11 +133,11 @@ def _n_test(fin: pd.DataFrame, metric: str) -> float:
 def _test_se(fin: pd.DataFrame, metric: str) -> float:
     """The binomial standard error of one run's accuracy on the test set: the test set's
     sampling noise, which seeds do not measure."""
-    if "accuracy" not in metric or "n_test" not in fin or not len(fin) or metric not in fin:
+    n = _n_test(fin, metric)
+    if not n or metric not in fin:
         return math.nan
     p = float(fin[metric].mean())
-    n = float(fin["n_test"].max())
-    return math.sqrt(p * (1 - p) / n) if n > 0 and 0 <= p <= 1 else math.nan
+    return math.sqrt(p * (1 - p) / n) if 0 <= p <= 1 else math.nan
 
 
 def pair_up(base: pd.Series, other: pd.Series) -> tuple[bool, np.ndarray, np.ndarray, list]:

@@ -18,6 +18,7 @@ from core.lifecycle import (
     Outcome,
     Role,
     end_run,
+    role_filter,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def tag_filter(key: dict[str, Any]) -> list[str]:
 
 
 def trial_filter(status: str | None = None, **key: Any) -> str:
-    parts = [f"tags.`{ROLE}` = '{Role.TRIAL.value}'"]
+    parts = [role_filter(Role.TRIAL)]
     if status:
         parts.append(f"attributes.status = '{status}'")
     return " and ".join(parts + tag_filter(key))
@@ -116,7 +117,7 @@ def close_lost_attempts(c: MlflowClient, experiment_id: str, key: dict[str, str]
 
 
 def role_runs(c: MlflowClient, experiment_id: str, role: Role, **key: Any) -> list[Run]:
-    f = " and ".join([f"tags.`{ROLE}` = '{role.value}'", *tag_filter(key)])
+    f = " and ".join([role_filter(role), *tag_filter(key)])
     return tracking.search(c, experiment_id, f)
 
 
@@ -125,7 +126,7 @@ def role_run(c: MlflowClient, experiment_id: str, role: Role, key: dict[str, str
              params: dict[str, Any] | None = None) -> str:
     """The run with this role and these key tags, created (FINISHED, with `tags` and
     `params`) if there is none: parents and report runs are found again on every rerun."""
-    f = " and ".join([f"tags.`{ROLE}` = '{role.value}'", *tag_filter(key)])
+    f = " and ".join([role_filter(role), *tag_filter(key)])
     found = tracking.search(c, experiment_id, f, max_results=1)
     if found:
         return found[0].info.run_id
