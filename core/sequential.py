@@ -9,11 +9,16 @@ conditional power under 5%). A look is taken only when every open variant has al
 (and the baseline its), so the looks, and therefore the seeds run, do not depend on which
 worker finished first. Boundaries come from Lan-DeMets alpha spending (O'Brien-Fleming-like
 by default: strict early, close to the fixed-n level at max; Pocock-like spends evenly),
-computed by the Armitage-McPherson-Rowe recursion on a grid, so the false better/worse rate
-holds at alpha whatever look a study stops at. Each look's z boundary is turned into a
-nominal p-value, and the look's t-test with n - 1 degrees of freedom is compared to it.
-Across variants, group-sequential Holm on the nominal levels: only a rejected variant frees
-its share of alpha (one stopped as futile or equivalent keeps it).
+computed by the Armitage-McPherson-Rowe recursion on a grid for z statistics. The looks
+test with paired t statistics, though, and at a handful of seeds their joint law is not the
+Brownian motion's: z boundaries turned into p-values let Pocock 2..10 say "better" 5.8% of
+the time under the null. So the levels the looks use are calibrated for t (`t_levels`):
+200,000 simulated null paths of the paired t-test at the plan's looks, each look's p-level
+set so the paths first crossing there are exactly the spending function's increment (scale-
+free: the t-test does not depend on the differences' SD). Across variants, group-sequential
+Holm: each hypothesis is tested at the levels calibrated for its share of alpha, alpha /
+(open variants), and only a rejected variant frees its share (one stopped as futile or
+equivalent keeps it).
 
 Why not a library: PyPI's `gsdesign` calls itself experimental (R's gsDesign is the
 reference, and the boundaries are checked against its published values and a simulated
@@ -34,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import special as sp
 from scipy import stats as st
 from scipy.optimize import brentq
 
@@ -118,8 +124,65 @@ def boundaries(looks: tuple[int, ...], alpha: float = stats.ALPHA,
 
 def nominal_levels(looks: tuple[int, ...], alpha: float = stats.ALPHA,
                    kind: str = "obf") -> tuple[float, ...]:
-    """Each look's boundary as a two-sided nominal p-value level."""
+    """Each look's z boundary as a two-sided nominal p-value level (right for z statistics;
+    the looks' t-tests use `t_levels`)."""
     return tuple(float(2 * st.norm.sf(c)) for c in boundaries(looks, alpha, kind))
+
+
+CALIBRATION_PATHS = 200_000
+CALIBRATION_SEED = 20261203
+MIN_CROSSINGS = 50  # below this many calibration paths, a look falls back to its increment
+
+
+@functools.lru_cache(maxsize=8)
+def _null_t_pvalues(looks: tuple[int, ...]) -> np.ndarray:
+    """Two-sided paired-t p-values at each look of CALIBRATION_PATHS null studies (standard
+    normal differences: the t-test is scale-free), float32, shape (paths, looks)."""
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    total = np.zeros(CALIBRATION_PATHS)
+    squares = np.zeros(CALIBRATION_PATHS)
+    out = np.empty((CALIBRATION_PATHS, len(looks)), np.float32)
+    prev = 0
+    for k, n in enumerate(looks):
+        for _ in range(n - prev):  # one seed at a time: memory stays at a few vectors
+            x = rng.standard_normal(CALIBRATION_PATHS)
+            total += x
+            squares += x * x
+        prev = n
+        mean = total / n
+        var = np.maximum(squares - n * mean * mean, 1e-300) / (n - 1)
+        out[:, k] = 2 * st.t.sf(np.abs(mean) / np.sqrt(var / n), n - 1)
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def t_levels(looks: tuple[int, ...], alpha: float = stats.ALPHA,
+             kind: str = "obf") -> tuple[float, ...]:
+    """Each look's two-sided p-level for the paired t-test, calibrated by simulation so that
+    P(first crossing at look k) is the spending function's increment at look k: the false
+    better/worse rate is alpha at any n, including a first look at 2 seeds. A look whose
+    increment is too small for the simulation to resolve (fewer than MIN_CROSSINGS paths;
+    O'Brien-Fleming's first looks at a small alpha share) gets the increment itself as its
+    level, which can only spend less. Deterministic (a fixed seed), cached per plan."""
+    if looks[0] < 2:
+        raise ValueError(f"a look needs at least 2 seeds for a t-test, not {looks[0]}")
+    p = _null_t_pvalues(looks)
+    alive = np.ones(len(p), bool)
+    t = np.asarray(looks, float) / looks[-1]
+    out: list[float] = []
+    prev = 0.0
+    for k, tk in enumerate(t):
+        a_k = spent(tk, alpha, kind) - spent(prev, alpha, kind)
+        prev = tk
+        want = int(round(a_k * len(p)))
+        if want < MIN_CROSSINGS:
+            level = a_k
+        else:
+            live = np.sort(p[alive, k])
+            level = float((live[want - 1] + live[want]) / 2) if want < len(live) else 1.0
+        out.append(level)
+        alive &= p[:, k] >= level
+    return tuple(out)
 
 
 @dataclass
@@ -169,7 +232,7 @@ def _conditional_power(z: float, t: float, c_final: float) -> float:
     drift = b / t
     mean = b + drift * (1 - t)
     sd = math.sqrt(1 - t)
-    return float(st.norm.sf((c_final - mean) / sd) + st.norm.cdf((-c_final - mean) / sd))
+    return float(sp.ndtr((mean - c_final) / sd) + sp.ndtr((-c_final - mean) / sd))
 
 
 def decide(base: dict[int, float], variants: dict[str, dict[int, float]], plan: SeedPlan,
@@ -178,10 +241,9 @@ def decide(base: dict[int, float], variants: dict[str, dict[int, float]], plan: 
     """Replay the looks on the per-seed results (seed -> value, NaN for a seed that ran
     but counts as missing; the plan's seeds are 0..max-1, used in order) and say, per
     variant, where it stands. Holm across the variants at each look (group-sequential Holm,
-    Ye et al. 2013): the j-th smallest p among the open variants is compared with
-    level / (m - rejected - j), m the number of variants."""
+    Ye et al. 2013): the j-th smallest p among the open variants is compared with the look's
+    t-calibrated level for alpha / (m - rejected - j), m the number of variants."""
     looks = plan.looks()
-    levels = nominal_levels(looks, alpha, plan.spending)
     c_final = boundaries(looks, alpha, plan.spending)[-1]
     out = {v: Decision(v, "open", 0) for v in variants}
     for k, n in enumerate(looks):
@@ -207,10 +269,11 @@ def decide(base: dict[int, float], variants: dict[str, dict[int, float]], plan: 
         rejected = sum(d.state in ("better", "worse") for d in out.values())
         for j, v in enumerate(order):
             r = ready[v]
-            level = levels[k] / max(1, len(variants) - rejected - j)
+            share = alpha / max(1, len(variants) - rejected - j)
+            level = t_levels(looks, share, plan.spending)[k]
             p = r["p_value"] if math.isfinite(r["p_value"]) else 1.0
             p_tost = r["p_tost"] if math.isfinite(r["p_tost"]) else 1.0
-            z = math.copysign(st.norm.isf(p / 2), r["diff"]) if p < 1 else 0.0
+            z = math.copysign(-sp.ndtri(p / 2), r["diff"]) if p < 1 else 0.0
             power_left = _conditional_power(z, n / looks[-1], c_final)
             state = "open"
             if r.get("replicates", 1) and holm_open and p < level:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import special as sp
 from scipy import stats as st
 
 ALPHA = 0.05
@@ -223,10 +224,17 @@ def prob_improvement(a, b, paired: bool, level: float = 0.95) -> tuple[float, fl
 
 
 def _t_p(est: float, se: float, df: float, null: float = 0.0, side: str = "two") -> float:
+    """t-test p from scipy.special's t CDF: the same numbers as scipy.stats.t, without its
+    ~70 us of argument checking per call (the calibration simulations make 10^5 calls)."""
     t = (est - null) / se
     if side == "two":
-        return float(2 * st.t.sf(abs(t), df))
-    return float(st.t.sf(t, df) if side == "greater" else st.t.cdf(t, df))
+        return float(2 * sp.stdtr(df, -abs(t)))
+    return float(sp.stdtr(df, -t) if side == "greater" else sp.stdtr(df, t))
+
+
+def _t_interval(level: float, df: float, loc: float, scale: float) -> tuple[float, float]:
+    half = float(sp.stdtrit(df, 0.5 + level / 2)) * scale
+    return loc - half, loc + half
 
 
 def compare(base, other, paired: bool, delta: float | None = None,
@@ -273,7 +281,7 @@ def compare(base, other, paired: bool, delta: float | None = None,
         out["effect_size"] = hedges_g(a, b)
         sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     diff = out["diff"]
-    lo, hi = st.t.interval(0.95, df, loc=diff, scale=se)
+    lo, hi = _t_interval(0.95, df, loc=diff, scale=se)
     width = bounds[1] - bounds[0]
     out.update(diff_ci95_low=float(lo), diff_ci95_high=float(hi), se=se, df=df,
                p_value=_t_p(diff, se, df))
@@ -316,7 +324,7 @@ def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf)) -> tupl
     """The difference's CI at another level (e.g. Holm-adjusted) from `compare`'s se, df."""
     if not (math.isfinite(row.get("se", NAN)) and math.isfinite(row.get("df", NAN))):
         return NAN, NAN
-    lo, hi = st.t.interval(level, row["df"], loc=row["diff"], scale=row["se"])
+    lo, hi = _t_interval(level, row["df"], loc=row["diff"], scale=row["se"])
     width = bounds[1] - bounds[0]
     return clip(float(lo), float(hi), (-width, width))
 

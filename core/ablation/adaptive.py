@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from core.ablation.analysis import baseline_name, seed_values
-from core.sequential import Decision, SeedPlan, decide, nominal_levels, wanted
+from core import stats
+from core.sequential import Decision, SeedPlan, decide, t_levels, wanted
 
 # What a variant's state means in the report's verdict column.
 VERDICT = {"better": "better", "worse": "worse", "futile": "inconclusive (futile: stopped)",
@@ -70,11 +71,18 @@ def looks_table(rep: Replay) -> pd.DataFrame:
 
 
 def boundaries_line(plan: SeedPlan, n_variants: int) -> str:
-    """The nominal two-sided levels of the looks, before Holm."""
-    levels = nominal_levels(plan.looks(), kind=plan.spending)
-    return ", ".join(f"n={n}: p < {lv:.2g}" for n, lv in zip(plan.looks(), levels,
-                                                               strict=True)) + (
-        f" (divided by up to {n_variants} for Holm)" if n_variants > 1 else "")
+    """The looks' two-sided p-levels for the paired t-test (calibrated for t), at the full
+    alpha and, with several variants, at the first Holm step's share alpha / m."""
+    looks = plan.looks()
+
+    def line(alpha: float) -> str:
+        levels = t_levels(looks, alpha, plan.spending)
+        return ", ".join(f"n={n}: p < {lv:.2g}" for n, lv in zip(looks, levels, strict=True))
+
+    if n_variants <= 1:
+        return line(stats.ALPHA)
+    return (f"{line(stats.ALPHA)}; with {n_variants} variants open, Holm's first step "
+            f"tests at alpha/{n_variants}: {line(stats.ALPHA / n_variants)}")
 
 
 def stop_rows(rep: Replay) -> list[dict]:
