@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.ablation.analysis import baseline_name, seed_values
 from core import stats
+from core.ablation.analysis import baseline_name, seed_values
 from core.sequential import Decision, SeedPlan, decide, t_levels, wanted
 
 # What a variant's state means in the report's verdict column.
