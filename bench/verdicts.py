@@ -1,6 +1,8 @@
 """The verdict rules' simulated operating figures (issue 21, second pass): seeds planned for
 80% power against simulated power, power under Holm at the planned n, Welch with 2 seeds
-against the permutation test, CI coverage at the accuracy ceiling. Pure numpy, seconds.
+against the permutation test, CI coverage at the accuracy ceiling, the sequential rule's false
+rate at t-calibrated levels, and the sign-flip test where failure counts differ. Pure numpy,
+about a minute.
 
     .venv/bin/python -m bench.verdicts
 """
@@ -11,8 +13,9 @@ import numpy as np
 from scipy import stats as st
 
 from core import planning, stats
+from tests.test_sequential import SMALL_LOOKS, sequential_false_rate
 from tests.test_stats import simulate_unpaired_false_rate
-from tests.test_stats_calibration import simulated_power
+from tests.test_stats_calibration import failure_null_rates, simulated_power
 
 
 def holm_power(m: int, dz: float, n: int, studies: int = 4000) -> float:
@@ -53,6 +56,16 @@ def main() -> None:
           f"{simulate_unpaired_false_rate(2, 10, 2000):.3f}")
     plain, floored = ceiling_coverage()
     print(f"coverage at 0.995, 3 seeds of 90: {plain:.3f} without the floor, {floored:.3f} with")
+    for plan, m, studies in SMALL_LOOKS:
+        print(f"sequential {plan.spending} {plan.min}..{plan.max}/{plan.step}, {m} variants, "
+              f"{studies} studies: false better/worse "
+              f"{sequential_false_rate(plan, m, studies):.4f}")
+    for rates in ((0.0, 0.1), (0.1, 0.1)):
+        for n in (6, 10):
+            r = failure_null_rates(rates, n, 3000, seed=n)
+            print(f"collapse rates {rates}, {n} seeds: sign-flip used in {r['used']:.3f}, "
+                  f"false better/worse when used {r['false_rate_when_used']:.4f}, "
+                  f"whole rule {r['false_rate_overall']:.4f}")
 
 
 if __name__ == "__main__":

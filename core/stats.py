@@ -21,6 +21,8 @@ import numpy as np
 from scipy import special as sp
 from scipy import stats as st
 
+from core import permutation
+
 ALPHA = 0.05
 SD_CONFIDENCE = 0.8  # planning uses this upper confidence limit of the seed SD
 POWER = 0.8
@@ -238,7 +240,8 @@ def _t_interval(level: float, df: float, loc: float, scale: float) -> tuple[floa
 
 
 def compare(base, other, paired: bool, delta: float | None = None,
-            bounds=(-math.inf, math.inf), extras: bool = True) -> dict[str, Any]:
+            bounds=(-math.inf, math.inf), extras: bool = True,
+            failed: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """`other` vs `base` (paired: aligned by seed). The difference of means with its 95% CI,
     the t-test (paired or Welch), the tie-aware Wilcoxon (paired), the effect size the power
     depends on (d_z paired, Hedges' g unpaired), probability of improvement, and with a
@@ -246,13 +249,20 @@ def compare(base, other, paired: bool, delta: float | None = None,
     from). `replicates` is 0 when
     every seed gave the same value: then nothing is tested (the seeds vary nothing).
     `extras=False` skips what the verdict does not use (Wilcoxon, P(improvement), planning):
-    the calibration simulations run the verdict thousands of times."""
+    the calibration simulations run the verdict thousands of times. `failed`: each arm's
+    per-seed flags (collapsed, diverged, imputed); where their counts differ, or an unpaired
+    arm has fewer than WELCH_MIN_N seeds, a permutation test (`core.permutation`) gives the
+    p-value and 95% CI instead of the t-test. `test` names the test that decided."""
     a, b = np.asarray(base, float), np.asarray(other, float)
+    robust = failed is not None and int(np.sum(failed[0])) != int(np.sum(failed[1]))
+    failed = failed if robust else None
     out: dict[str, Any] = {
         "n_base": len(a), "n_variant": len(b), "paired": bool(paired),
         "diff": float(b.mean() - a.mean()) if len(a) and len(b) else NAN,
         "diff_ci95_low": NAN, "diff_ci95_high": NAN, "p_value": NAN, "p_wilcoxon": NAN,
-        "p_tost": NAN, "effect_size": NAN, "se": NAN, "df": NAN, "replicates": 1}
+        "p_tost": NAN, "effect_size": NAN, "se": NAN, "df": NAN, "replicates": 1,
+        "test": ("sign-flip" if robust else "paired t") if paired else
+        ("permutation" if robust else "Welch t")}
     poi, plo, phi = prob_improvement(a, b, paired) if extras else (NAN, NAN, NAN)
     out.update(prob_improvement=poi, prob_improvement_low=plo, prob_improvement_high=phi)
     if len(a) < 2 or len(b) < 2:
@@ -274,7 +284,7 @@ def compare(base, other, paired: bool, delta: float | None = None,
             out["replicates"] = 0
             return out
         if min(len(a), len(b)) < WELCH_MIN_N:
-            out.update(p_value=permutation_p(a, b), test="permutation",
+            out.update(p_value=permutation.permutation_p(a, b), test="permutation",
                        effect_size=hedges_g(a, b))
             return out
         se, df = _welch_se_df(a, b)
@@ -287,6 +297,11 @@ def compare(base, other, paired: bool, delta: float | None = None,
                p_value=_t_p(diff, se, df))
     out["diff_ci95_low"], out["diff_ci95_high"] = clip(out["diff_ci95_low"],
                                                        out["diff_ci95_high"], (-width, width))
+    if failed is not None:
+        out["p_value"] = (permutation.signflip_p(b - a, permutation.paired_flags(failed))
+                          if paired else permutation.permutation_p(a, b, failed))
+        out["diff_ci95_low"], out["diff_ci95_high"] = (
+            diff_interval(out, 0.95, bounds, (a, b), failed) if extras else (NAN, NAN))
     if delta:
         out["p_tost"] = max(_t_p(diff, se, df, -delta, "greater"),
                             _t_p(diff, se, df, delta, "less"))
@@ -295,37 +310,30 @@ def compare(base, other, paired: bool, delta: float | None = None,
 
 
 WELCH_MIN_N = 3  # below this in an arm, Welch's df rests on one variance estimate: too liberal
-EXACT_PERMUTATIONS = 20_000
 
 
-def permutation_p(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
-    """Two-sided permutation p of the difference of means (every split of the pooled seeds
-    when there are at most EXACT_PERMUTATIONS, else that many random ones): exact under the
-    null of one distribution for both arms, whatever the arms' sizes. Used when an arm has
-    fewer than WELCH_MIN_N seeds, where Welch's test said "better" 10-11% of the time under
-    the null (n = 2 and 10)."""
-    import itertools
-
-    x = np.concatenate([a, b])
-    n, k = len(x), len(a)
-    observed = abs(b.mean() - a.mean())
-    total = x.sum()
-    if math.comb(n, k) <= EXACT_PERMUTATIONS:
-        idx = np.array(list(itertools.combinations(range(n), k)))
-    else:
-        rng = np.random.default_rng(seed)
-        idx = np.argsort(rng.random((EXACT_PERMUTATIONS, n)), axis=1)[:, :k]
-    sa = x[idx].sum(axis=1)
-    diffs = np.abs((total - sa) / (n - k) - sa / k)
-    return float(np.mean(diffs >= observed - 1e-12))
-
-
-def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
-    """The difference's CI at another level (e.g. Holm-adjusted) from `compare`'s se, df."""
+def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf),
+                  arms: tuple[np.ndarray, np.ndarray] | None = None,
+                  failed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+    """The difference's CI at another level (e.g. Holm-adjusted): from `compare`'s se and df
+    for a t-test; for a permutation test, the test inverted on the arms' values (`arms`:
+    base, other; `failed`: as `compare` took them), so the interval agrees with the test
+    that decided."""
+    width = bounds[1] - bounds[0]
+    if row.get("test") in ("sign-flip", "permutation"):
+        if arms is None:
+            return NAN, NAN
+        a, b = arms
+        unequal = failed is not None and int(np.sum(failed[0])) != int(np.sum(failed[1]))
+        failed = failed if unequal else None
+        lo, hi = (permutation.signflip_interval(
+            b - a, level, None if failed is None else permutation.paired_flags(failed))
+            if row["test"] == "sign-flip" else permutation.permutation_interval(a, b, level,
+                                                                                failed))
+        return clip(lo, hi, (-width, width))
     if not (math.isfinite(row.get("se", NAN)) and math.isfinite(row.get("df", NAN))):
         return NAN, NAN
     lo, hi = _t_interval(level, row["df"], loc=row["diff"], scale=row["se"])
-    width = bounds[1] - bounds[0]
     return clip(float(lo), float(hi), (-width, width))
 
 

@@ -140,15 +140,23 @@ def _test_se(fin: pd.DataFrame, metric: str) -> float:
     return math.sqrt(p * (1 - p) / n) if 0 <= p <= 1 else math.nan
 
 
-def pair_up(base: pd.Series, other: pd.Series) -> tuple[bool, np.ndarray, np.ndarray, list]:
+def pair_up(base: pd.DataFrame, other: pd.DataFrame
+            ) -> tuple[bool, np.ndarray, np.ndarray, list, tuple[np.ndarray, np.ndarray]]:
     """Pair on the seeds both have (at least 2, and at least half of the smaller side);
-    otherwise compare unpaired. Returns (paired, base values, other values, left-out
-    seeds)."""
+    otherwise compare unpaired. `base`/`other`: seed_values rows indexed by seed. Returns
+    (paired, base values, other values, left-out seeds, each side's per-seed failed flags
+    among those compared)."""
     common = sorted(set(base.index) & set(other.index))
-    if len(common) >= 2 and len(common) * 2 >= min(len(base), len(other)):
-        left = sorted(set(base.index) ^ set(other.index))
-        return True, base.loc[common].to_numpy(), other.loc[common].to_numpy(), left
-    return False, base.to_numpy(), other.to_numpy(), []
+    paired = len(common) >= 2 and len(common) * 2 >= min(len(base), len(other))
+    left = sorted(set(base.index) ^ set(other.index)) if paired else []
+    a, b = (base.loc[common], other.loc[common]) if paired else (base, other)
+    return (paired, a["value"].to_numpy(), b["value"].to_numpy(), left,
+            (_failed(a), _failed(b)))
+
+
+def _failed(v: pd.DataFrame) -> np.ndarray:
+    """Seeds that did not train to a normal end: collapsed, diverged, failed or imputed."""
+    return ((v["outcome"] != Outcome.OK.value) | v["imputed"]).to_numpy(bool)
 
 
 def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
@@ -159,40 +167,50 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
     """Each variant against the baseline, paired on the seeds both have. p-values and the
     difference's CI are Holm-adjusted across all comparisons of the study (the CI excludes
     0 exactly when the test rejects); with a declared `delta` (the smallest effect of
-    interest) TOST can say "equivalent" and seeds are planned from it."""
+    interest) TOST can say "equivalent" and seeds are planned from it. Where the two sides'
+    failed-seed counts differ (collapsed, diverged, imputed), the differences mix seeds that
+    trained with seeds that did not, and a permutation test (sign-flip when paired) decides
+    instead of the t-test; `test` and `failed_seeds` say so. An "equivalent" row shows the
+    interval TOST decided on (90% before Holm), not the 95% one."""
     baseline = baseline or baseline_name(runs)
     vals = seed_values(runs, metric, direction, missing_as)
     bounds = stats.metric_bounds(metric)
     sign = 1.0 if direction == "maximize" else -1.0
-    base = vals[vals["variant"] == baseline].set_index("seed")["value"]
-    rows = []
+    base = vals[vals["variant"] == baseline].set_index("seed")
+    rows, arms = [], []
     n_comparisons = sum(1 for v in dict.fromkeys(runs["variant"]) if v != baseline)
     for name in dict.fromkeys(runs["variant"]):
         if name == baseline:
             continue
-        other = vals[vals["variant"] == name].set_index("seed")["value"]
-        paired, a, b, left = pair_up(base, other)
-        res = stats.compare(a, b, paired, delta, bounds)
+        other = vals[vals["variant"] == name].set_index("seed")
+        paired, a, b, left, failed = pair_up(base, other)
+        res = stats.compare(a, b, paired, delta, bounds, failed=failed)
         res["seeds_for_80_power"] = plan_seeds(delta, res.get("sd", math.nan), len(b), paired,
                                                n_comparisons)
         poi = stats.prob_improvement(sign * a, sign * b, paired)
         res.update(prob_improvement=poi[0], prob_improvement_low=poi[1],
                    prob_improvement_high=poi[2])
         rows.append({"variant": name, "baseline": baseline, "metric": metric,
-                     "test": "paired t" if paired else "Welch t",
                      "effect_size_kind": "d_z" if paired else "hedges_g",
+                     "failed_seeds": f"{failed[0].sum()} vs {failed[1].sum()}",
                      "left_out_seeds": " ".join(map(str, left)), **res})
+        arms.append((a, b, failed))
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["p_holm"] = stats.holm(df["p_value"].tolist())
     df["p_tost_holm"] = stats.holm(df["p_tost"].tolist())
     df["ci_level"] = stats.holm_levels(df["p_value"].tolist(), alpha)
-    ci = [stats.diff_interval(r, r["ci_level"], bounds) for r in df.to_dict("records")]
-    df["diff_ci_low"] = [lo for lo, _ in ci]
-    df["diff_ci_high"] = [hi for _, hi in ci]
     df["verdict"] = [stats.verdict(r, r["p_holm"], r["p_tost_holm"], direction, delta, alpha)
                      for r in df.to_dict("records")]
+    # TOST at Holm step alpha_i is the (1 - 2 alpha_i) interval lying within ±delta
+    tost_level = [2 * lv - 1 for lv in stats.holm_levels(df["p_tost"].tolist(), alpha)]
+    equivalent = df["verdict"].str.startswith("equivalent")
+    df.loc[equivalent, "ci_level"] = np.array(tost_level)[equivalent.to_numpy()]
+    ci = [stats.diff_interval(r, r["ci_level"], bounds, (a, b), failed)
+          for r, (a, b, failed) in zip(df.to_dict("records"), arms, strict=True)]
+    df["diff_ci_low"] = [lo for lo, _ in ci]
+    df["diff_ci_high"] = [hi for _, hi in ci]
     if variants is None:  # the variant_table of the same runs, when the caller has it
         variants = variant_table(runs, metric, direction, missing_as)
     return with_failure_caveat(df, variants)

@@ -90,7 +90,9 @@ VARIANT_COLUMNS = [
 
 
 def _pairs(r: Row, f: Fmt) -> str:
+    failed = r.failed_seeds.split(" vs ")
     return f"{r.test} ({min(r.n_base, r.n_variant)})" + (
+        f", failed seeds {r.failed_seeds}" if failed[0] != failed[1] else "") + (
         f", left out seeds {f.text(r.left_out_seeds)}" if r.left_out_seeds else "")
 
 
@@ -108,7 +110,8 @@ COMPARISON_COLUMNS = [
     Column("CI level", lambda r, f: f"{f.num(r.ci_level * 100, 1)}%", ("ci_level",)),
     Column("unadjusted 95% CI", lambda r, f: f.ci(r.diff_ci95_low, r.diff_ci95_high),
            ("diff_ci95_low", "diff_ci95_high")),
-    Column("test (pairs)", _pairs, ("test", "n_base", "n_variant", "left_out_seeds")),
+    Column("test (pairs)", _pairs, ("test", "n_base", "n_variant", "failed_seeds",
+                                    "left_out_seeds")),
     Column("p (Holm)", lambda r, f: f.num(r.p_holm), ("p_holm",), "p (Holm)"),
     Column("Wilcoxon p", lambda r, f: f.num(r.p_wilcoxon), ("p_wilcoxon",)),
     Column("effect size", lambda r, f: f"{r.effect_size_kind} {f.num(r.effect_size, 2)}",
@@ -173,7 +176,8 @@ COVERAGE_NOTE = (
 
 ADAPTIVE_NOTE = (
     "Adaptive seeds: the verdict column comes from the sequential rule (group-sequential "
-    "paired t-tests at Lan-DeMets alpha-spending boundaries, Holm across variants, TOST for "
+    "paired t-tests at Lan-DeMets alpha-spending levels calibrated for t by simulation, Holm "
+    "across variants, TOST for "
     "equivalence, futility when the final boundary is out of reach), which keeps the error "
     "rates whatever look a variant stopped at. The p-values and CIs beside it are fixed-n "
     "figures on the seeds each variant got and are not adjusted for the looks: read them as "
@@ -191,9 +195,15 @@ def reading_notes(delta: float | None, missing_as: str, imputed: int,
         "Verdicts: better/worse when the Holm-adjusted test rejects (the difference's CI is "
         "Holm-adjusted to agree with it: its level is in the 'CI level' column); "
         + (f"equivalent within ±{delta:g} when Holm-adjusted TOST shows the difference is "
-           "inside that margin; " if delta else
+           "inside that margin (its row then shows the interval TOST used: 90% before Holm, "
+           "inside the margin); " if delta else
            "with no `delta:` declared, equivalence cannot be shown; ")
-        + "otherwise inconclusive: the data did not decide, which is not 'the same'. Seeds "
+        + "otherwise inconclusive: the data did not decide, which is not 'the same'. Tests: "
+        "the paired t-test (Welch's when seeds cannot be paired); a permutation test of the "
+        "difference of means (sign-flip when paired) where one side has more failed seeds "
+        "(collapsed, diverged, imputed) than the other, as its differences are then far from "
+        "normal, or where an unpaired arm has fewer than 3 seeds. The 'test' column names the "
+        "test that decided. Seeds "
         "for 80% power are planned from the declared delta and an upper "
         f"{stats.SD_CONFIDENCE:.0%} confidence limit of the seed SD, never from the observed "
         "effect. The effect size is d_z (mean paired difference over its SD) for paired "
