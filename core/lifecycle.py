@@ -17,7 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -153,18 +153,29 @@ ATTR_KEY = "key"
 ATTR_PREEMPTIONS = "preemptions"
 
 
-def attr_outcome(t: FrozenTrial) -> Outcome | None:
+class QueueTrial(Protocol):
+    """What the bookkeeping reads of a queue trial: an Optuna FrozenTrial, or the light
+    row `core.study.rdb` reads without its config."""
+
+    @property
+    def state(self) -> TrialState: ...
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+def attr_outcome(t: QueueTrial) -> Outcome | None:
     v = t.user_attrs.get(ATTR_OUTCOME)
     return Outcome(v) if v in Outcome._value2member_map_ else None
 
 
-def lost(t: FrozenTrial) -> bool:
+def lost(t: QueueTrial) -> bool:
     """A queue trial that ended without a result of its own: its worker died or was stopped
     (Optuna's heartbeat failing it leaves no outcome at all)."""
     return t.state == TrialState.FAIL and attr_outcome(t) != Outcome.FAILED
 
 
-def failed_on_its_own(t: FrozenTrial) -> bool:
+def failed_on_its_own(t: QueueTrial) -> bool:
     return t.state == TrialState.FAIL and attr_outcome(t) == Outcome.FAILED
 
 

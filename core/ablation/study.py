@@ -72,8 +72,8 @@ class AblationStudy(Study):
                 f"{len(self.plan.keys)} to run.")
 
     def may_have_work(self, queue: Queue) -> bool:
-        done = {t.user_attrs.get(ATTR_KEY) for t in queue.trials((TrialState.COMPLETE,
-                                                                   TrialState.PRUNED))}
+        done = {t.user_attrs.get(ATTR_KEY) for t in queue.light((TrialState.COMPLETE,
+                                                                  TrialState.PRUNED))}
         return any(t.hash not in done for t in self.trials)
 
     def prepare(self, queue: Queue, c: MlflowClient, exp_id: str) -> None:
@@ -102,7 +102,7 @@ class AblationStudy(Study):
             self.replay = self._replay(runs)
         finished = {r.hash for r in runs if r.status == "FINISHED"}
         failed = set() if at_start else {
-            t.user_attrs.get(ATTR_KEY) for t in queue.trials((TrialState.FAIL,))
+            t.user_attrs.get(ATTR_KEY) for t in queue.light((TrialState.FAIL,))
             if failed_on_its_own(t)}
         return {t.hash: dict(self._ready(t).to_attrs()) for t in self.wanted()
                 if t.hash not in finished and t.hash not in failed}

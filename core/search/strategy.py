@@ -19,6 +19,7 @@ from core.study import record
 from core.study.coordinator import Engine, Study
 from core.study.options import RunOptions
 from core.study.queue import Queue, StudyMeta
+from core.study.rdb import Light
 from core.study.spec import study_base
 
 if TYPE_CHECKING:
@@ -107,9 +108,11 @@ class SearchStudy(Study):
             todo[k] = {}
         return todo
 
-    def retry_params(self, lost_attempts: list[FrozenTrial]) -> dict[str, Any] | None:
+    def retry_params(self, queue: Queue, lost_attempts: list[Light]) -> dict[str, Any] | None:
         """A lost trial is retried at the point it had sampled."""
-        return dict(lost_attempts[-1].params) if lost_attempts else None
+        if not lost_attempts:
+            return None
+        return dict(queue.storage.get_trial(lost_attempts[-1]._trial_id).params)
 
     def table(self, queue: Queue, c: MlflowClient, exp_id: str, changed: bool) -> Text:
         done = queue.trials((TrialState.COMPLETE,))

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +33,7 @@ from core.study.options import RunOptions
 from core.study.pool import Pool, PoolFactory, Supervisor, WorkerPool, WorkerProc
 from core.study.progress import Display
 from core.study.queue import MAX_ATTEMPTS, Queue, StudyMeta, check_storage, study_name
+from core.study.rdb import Light
 from core.study.slots import device_slots
 from core.study.worker import worker_cmd
 
@@ -47,7 +48,7 @@ STATE = {TrialState.COMPLETE: "done", TrialState.PRUNED: "done", TrialState.RUNN
 RANK = {"running": 4, "waiting": 3, "done": 2, "fail": 1, "missing": 0}
 
 
-def key_states(keys: list[str], trials: list[FrozenTrial]) -> dict[str, str]:
+def key_states(keys: list[str], trials: Sequence[FrozenTrial | Light]) -> dict[str, str]:
     """The state of each key from all its queue trials (see RANK)."""
     out = dict.fromkeys(keys, "missing")
     for t in trials:
@@ -220,7 +221,7 @@ class Study(ABC):
         """After a crash, SIGKILL or Ctrl-C: fail RUNNING trials whose worker is gone (with
         heartbeats, Optuna decides what is stale) and end their MLflow runs KILLED."""
         queue.fail_dead_workers(live)
-        running = {t.number for t in queue.trials((TrialState.RUNNING,))}
+        running = {t.number for t in queue.light((TrialState.RUNNING,))}
         record.kill_stale_runs(c, exp_id, running)
 
     # -- pretraining --------------------------------------------------------------------------
@@ -262,6 +263,7 @@ class Study(ABC):
         items = self.pending(queue, c, exp_id, at_start)
         plan = Plan(given_up=list(self.plan.given_up))
         by_key = queue.by_key()
+        batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         for key, attrs in items.items():
             tried = by_key.get(key, [])
             if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in tried):
@@ -272,8 +274,9 @@ class Study(ABC):
                 if key not in plan.given_up:
                     plan.given_up.append(key)
                 continue
-            queue.enqueue({**attrs, ATTR_KEY: key}, params=self.retry_params(lost_attempts))
+            batch.append(({**attrs, ATTR_KEY: key}, self.retry_params(queue, lost_attempts)))
             plan.keys.append(key)
+        queue.enqueue_many(batch)
         if at_start:
             plan.done = self.total_items() - len(plan.keys) - len(plan.given_up)
         else:
@@ -285,13 +288,13 @@ class Study(ABC):
     def total_items(self) -> int:
         """How many work items the study has in all (trials, or search tickets)."""
 
-    def retry_params(self, lost_attempts: list[FrozenTrial]) -> dict[str, Any] | None:
+    def retry_params(self, queue: Queue, lost_attempts: list[Light]) -> dict[str, Any] | None:
         """Fixed parameters for a retry (searches retry the point the lost trial sampled)."""
         return None
 
     def states(self, queue: Queue) -> dict[str, str]:
         """The state of each key this run is responsible for (`key_states`)."""
-        return key_states(self.plan.keys, queue.trials())
+        return key_states(self.plan.keys, queue.light())
 
     # -- the loop -----------------------------------------------------------------------------
 

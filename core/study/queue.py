@@ -1,7 +1,9 @@
 """The work queue of a study is an Optuna study. Work is enqueued as WAITING trials carrying
-what a worker needs in user attrs; workers claim them with Optuna's own atomic
-WAITING -> RUNNING transition. Ablations enqueue one trial per (variant, seed) with its whole
-config; searches enqueue one empty "ticket" per trial to run, whose parameters the worker's
+what a worker needs in user attrs (a config once per distinct config, as a study attr the
+trials refer to); workers claim them with Optuna's own atomic WAITING -> RUNNING transition.
+On RDB storages the queue finds work, counts and lists through narrow queries
+(`core.study.rdb`), so a claim does not grow with the queue. Ablations enqueue one trial per
+(variant, seed); searches enqueue one empty "ticket" per trial to run, whose parameters the worker's
 sampler fills in when it claims it. Every queued trial has a `key` (the trial hash, or the
 ticket), so lost work is retried by key and nothing is run twice.
 
@@ -13,11 +15,14 @@ Journal files have no heartbeats: the local coordinator watches its own worker p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import random
 import socket
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -27,6 +32,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, finish
+from core.study import rdb
+from core.study.rdb import Light
 from core.trial import TrialAttrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,6 +49,10 @@ MAX_ATTEMPTS = 3
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
 META = "ablab.meta"
+CONFIG = "ablab.config."  # + the config's hash: a study attr holding one config's JSON
+CONFIG_REF = "config_ref"  # a trial's pointer to it
+LIGHT_KEYS = (ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, "pack_key")  # what bookkeeping reads
+CLAIM_CANDIDATES = 32  # WAITING trials a claim looks at: others' wins are skipped
 
 
 def is_url(storage: str) -> bool:
@@ -179,6 +190,7 @@ class Queue:
             self.study = optuna.load_study(study_name=name, storage=self.storage,
                                            sampler=sampler, pruner=pruner)
         self.study_id = self.storage.get_study_id_from_name(name)
+        self._configs: dict[str, str] = {}  # config hash -> JSON, read once
 
     @classmethod
     def existing(cls, storage_uri: str, name: str, **kw: Any) -> Queue | None:
@@ -212,39 +224,109 @@ class Queue:
 
     # -- trials ------------------------------------------------------------------------------
 
+    @property
+    def is_rdb(self) -> bool:
+        return isinstance(self.storage, RDBStorage)
+
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        """Whole trials (searches' samplers need their values and params)."""
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
 
-    def trial_id(self, t: FrozenTrial) -> int:
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+    def light(self, states: tuple[TrialState, ...] | None = None) -> list[Light]:
+        """Trials with only what bookkeeping reads (key, outcome, worker, pack key)."""
+        if self.is_rdb:
+            return rdb.light(cast(RDBStorage, self.storage), self.study_id, LIGHT_KEYS, states)
+        return [Light(t._trial_id, t.number, t.state,
+                      {k: t.user_attrs[k] for k in LIGHT_KEYS if k in t.user_attrs})
+                for t in self.trials(states)]
 
-    def by_key(self) -> dict[str, list[FrozenTrial]]:
-        out: dict[str, list[FrozenTrial]] = {}
-        for t in self.trials():
+    def trial_id(self, t: FrozenTrial | Light) -> int:
+        return t._trial_id
+
+    def by_key(self) -> dict[str, list[Light]]:
+        out: dict[str, list[Light]] = {}
+        for t in self.light():
             k = t.user_attrs.get(ATTR_KEY)
             if k:
                 out.setdefault(k, []).append(t)
         return out
 
     def count(self, states: tuple[TrialState, ...]) -> int:
+        if self.is_rdb:
+            n = rdb.counts(cast(RDBStorage, self.storage), self.study_id)
+            return sum(n.get(s, 0) for s in states)
         return len(self.trials(states))
 
     def has_work(self) -> bool:
         return self.count(LIVE_STATES) > 0
 
+    # -- enqueueing ----------------------------------------------------------------------------
+
     def enqueue(self, attrs: TrialAttrs | dict[str, Any],
                 params: dict[str, Any] | None = None) -> None:
         """`params`: fixed parameters (a search trial retried with what it had sampled)."""
-        self.study.enqueue_trial(params=params or {}, user_attrs=dict(attrs),
-                                 skip_if_exists=False)
+        self.enqueue_many([(attrs, params)])
+
+    def enqueue_many(self, items: Sequence[tuple[TrialAttrs | dict[str, Any],
+                                                 dict[str, Any] | None]]) -> None:
+        """Many trials at once: on RDB storage one transaction (10,000 trials in seconds,
+        not minutes), each distinct config stored once."""
+        plain: list[dict[str, Any]] = []
+        for attrs, params in items:
+            a = self._store_config(dict(attrs))
+            if params or not self.is_rdb:
+                self.study.enqueue_trial(params=params or {}, user_attrs=a,
+                                         skip_if_exists=False)
+            else:
+                plain.append(a)
+        rdb.enqueue_many(cast(RDBStorage, self.storage), self.study_id, plain)
+
+    def _store_config(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Replace a trial's config by a reference to a study attr holding it (once)."""
+        config = attrs.pop("config", None)
+        if config is None:
+            return attrs
+        ref = hashlib.sha256(config.encode()).hexdigest()[:16]
+        if ref not in self._configs:
+            if CONFIG + ref not in self.storage.get_study_user_attrs(self.study_id):
+                self.study.set_user_attr(CONFIG + ref, config)
+            self._configs[ref] = config
+        return {**attrs, CONFIG_REF: ref}
+
+    def _with_config(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        ref = attrs.get(CONFIG_REF)
+        if ref and "config" not in attrs:
+            if ref not in self._configs:
+                held = self.storage.get_study_user_attrs(self.study_id)
+                self._configs.update({k[len(CONFIG):]: v for k, v in held.items()
+                                      if k.startswith(CONFIG)})
+            attrs = {**attrs, "config": self._configs[ref]}
+        return attrs
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def _waiting(self, limit: int, attr: tuple[str, Any] | None = None) -> list[int]:
+        if self.is_rdb:
+            return rdb.waiting_ids(cast(RDBStorage, self.storage), self.study_id, limit, attr)
+        ts = self.trials((TrialState.WAITING,))
+        if attr is not None:
+            ts = [t for t in ts if t.user_attrs.get(attr[0]) == attr[1]]
+        return [t._trial_id for t in ts[:limit]]
 
     def claim(self, who: str) -> Job | None:
-        """Optuna's claiming: only one caller wins WAITING -> RUNNING for a trial."""
-        for t in self.trials((TrialState.WAITING,)):
-            job = self._take(t, who)
-            if job is not None:
-                return job
-        return None
+        """Optuna's claiming: only one caller wins WAITING -> RUNNING for a trial. The oldest
+        waiting trial first; when another worker won it, the other candidates in random
+        order, so many workers starting together do not all fight for the same next one."""
+        while True:
+            ids = self._waiting(CLAIM_CANDIDATES)
+            if not ids:
+                return None
+            first, rest = ids[0], ids[1:]
+            random.shuffle(rest)
+            for tid in [first, *rest]:
+                job = self._take(tid, who)
+                if job is not None:
+                    return job
 
     def claim_like(self, job: Job, n: int) -> list[Job]:
         """Up to `n` more WAITING trials with `job`'s pack key (its config, other seeds), each
@@ -252,17 +334,15 @@ class Queue:
         first is simply not in this pack."""
         key = job.attrs.get("pack_key")
         out: list[Job] = []
-        for t in self.trials((TrialState.WAITING,)) if key and n > 0 else []:
-            if t.user_attrs.get("pack_key") == key:
-                taken = self._take(t, job.who)
-                if taken is not None:
-                    out.append(taken)
-                    if len(out) == n:
-                        break
+        for tid in self._waiting(4 * n, ("pack_key", key)) if key and n > 0 else []:
+            taken = self._take(tid, job.who)
+            if taken is not None:
+                out.append(taken)
+                if len(out) == n:
+                    break
         return out
 
-    def _take(self, t: FrozenTrial, who: str) -> Job | None:
-        tid = self.trial_id(t)
+    def _take(self, tid: int, who: str) -> Job | None:
         try:
             if not self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):
                 return None
@@ -271,14 +351,16 @@ class Queue:
         if isinstance(self.storage, RDBStorage):
             self.storage.record_heartbeat(tid)
         self.storage.set_trial_user_attr(tid, ATTR_WORKER, who)
-        return Job(tid, t.number, cast(TrialAttrs, dict(t.user_attrs)), dict(t.params), who)
+        t = self.storage.get_trial(tid)
+        return Job(tid, t.number, cast(TrialAttrs, self._with_config(dict(t.user_attrs))),
+                   dict(t.params), who)
 
     def finish(self, job: Job, outcome: Outcome, value: float | None = None,
                run_id: str | None = None, **kw: Any) -> Outcome:
         """End a claimed trial (core.lifecycle.finish)."""
         return finish(self.storage, job.trial_id, outcome, value, run_id, **kw)
 
-    def fail(self, t: FrozenTrial, outcome: Outcome) -> bool:
+    def fail(self, t: FrozenTrial | Light, outcome: Outcome) -> bool:
         """A RUNNING trial whose worker is gone ends FAIL with why; False if it had ended."""
         tid = self.trial_id(t)
         try:
@@ -292,7 +374,7 @@ class Queue:
         Journal file: RUNNING trials whose worker process on this host is gone are failed."""
         self.fail_stale()
         if not self.has_heartbeat:
-            for t in self.trials((TrialState.RUNNING,)):
+            for t in self.light((TrialState.RUNNING,)):
                 if dead_local_worker(t.user_attrs.get(ATTR_WORKER), live):
                     self.fail(t, Outcome.CRASHED)
 

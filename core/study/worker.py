@@ -125,7 +125,7 @@ def serve(queue_name: str, storage_uri: str, tracking_uri: str | None,
             if queue.enqueuing():
                 time.sleep(0.3)
                 continue
-            if wait and queue.trials(LIVE_STATES):
+            if wait and queue.count(LIVE_STATES):
                 time.sleep(2.0)
                 continue
             return ran
