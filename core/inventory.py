@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core import lifecycle, tracking
 from core.errors import ConfigError
-from core.lifecycle import Outcome, Role, role_filter, role_of
+from core.lifecycle import Outcome, Role, role_filter
 
 VERDICTS = ("better", "worse", "equivalent")
 
@@ -42,11 +42,13 @@ class StudyRow:
     best_value: float | None
 
 
-def _queue_totals(storage: str | None) -> dict[str, tuple[int, int]]:
-    """study name -> (work items in its queue, of them waiting or running)."""
+def _queue_totals(storage: str | None) -> dict[str, tuple[int, int, int]]:
+    """study name -> (work items in its queue, of them waiting or running, running), from
+    the queue's light rows (no configs are read)."""
     if not storage:
         return {}
     import optuna
+    from optuna.trial import TrialState
 
     from core.study.queue import LIVE_STATES, Queue, check_storage, is_url, open_storage
 
@@ -55,57 +57,78 @@ def _queue_totals(storage: str | None) -> dict[str, tuple[int, int]]:
                           "(check --storage / ABLAB_STORAGE)")
     check_storage(storage)
     out = {}
-    for name in optuna.get_all_study_names(open_storage(storage)):
+    opened = open_storage(storage)
+    for name in optuna.get_all_study_names(opened):
         kind, _, study = name.partition(":")
         if kind not in ("ablation", "search"):
             continue
-        q = Queue(storage, name, create=False)
+        q = Queue(opened, name, create=False)
         keys = q.by_key()
         live = sum(1 for ts in keys.values() if any(t.state in LIVE_STATES for t in ts))
-        out[study] = (len(keys), live)
+        running = sum(1 for ts in keys.values()
+                      if any(t.state == TrialState.RUNNING for t in ts))
+        out[study] = (len(keys), live, running)
     return out
 
 
 def list_studies(tracking_uri: str | None, storage: str | None) -> list[StudyRow]:
+    """Each study's progress and best result. An ablation's counts come from its variants'
+    parent runs (each holds its finished and failed trials since issue 24), so a study of
+    10,000 trials is listed without reading its trial runs; studies whose parents predate
+    that are counted from their trial runs."""
     c = existing_client(tracking_uri)
     queued = _queue_totals(storage)
     rows = []
     for exp in c.search_experiments():
-        runs = tracking.search(c, exp.experiment_id, role_filter(None, "!="))
-        roles: dict[Role | None, list] = {}
-        for r in runs:
-            roles.setdefault(role_of(r.data.tags), []).append(r)
-        if Role.VARIANT not in roles and Role.SEARCH not in roles:
+        parents = tracking.search(c, exp.experiment_id, role_filter(Role.VARIANT))
+        if parents:
+            rows.append(_ablation_row(c, exp, parents, queued.get(exp.name)))
             continue
-        trials = roles.get(Role.TRIAL, [])
-        done = sum(r.info.status == Outcome.OK.status for r in trials)
-        failed = sum(r.info.status == Outcome.FAILED.status for r in trials)
-        running = sum(r.info.status == "RUNNING" for r in trials)
-        if Role.VARIANT in roles:
-            kind = "ablation"
-            hashes = {r.data.tags.get(lifecycle.TRIAL_HASH) for r in trials}
-            total = max(queued.get(exp.name, (0, 0))[0], len(hashes))
-            parents = roles[Role.VARIANT]
-            metric = parents[0].data.tags.get(lifecycle.METRIC, "test_accuracy")
-            verdicts = [p.data.tags.get(lifecycle.verdict_tag(metric)) for p in parents]
-            compared = [v for v in verdicts if v]
-            decided = f"{sum(v.startswith(VERDICTS) for v in compared)}/{len(compared)}"
-            sign = -1 if "loss" in metric else 1
-            scored = [(p.data.metrics.get(f"mean_{metric}"), p) for p in parents]
-            scored = [(v, p) for v, p in scored if v is not None and not math.isnan(v)]
-            best = max(scored, key=lambda vp: sign * vp[0]) if scored else None
-            rows.append(StudyRow(exp.name, kind, done, total, failed, running, decided,
-                                 best[1].data.tags.get(lifecycle.VARIANT, "") if best else "",
-                                 best[0] if best else None))
-        else:
-            parent = roles[Role.SEARCH][0]
-            metric = parent.data.tags.get(lifecycle.METRIC, "")
-            value = parent.data.metrics.get(f"best_{metric}")
-            total = max(queued.get(exp.name, (0, 0))[0], done + failed)
-            best_trial = parent.data.tags.get(lifecycle.OPTUNA_BEST_TRIAL, "")
-            rows.append(StudyRow(exp.name, "search", done, total, failed, running, "-",
-                                 f"trial {best_trial}" if best_trial else "", value))
+        searches = tracking.search(c, exp.experiment_id, role_filter(Role.SEARCH))
+        if searches:
+            rows.append(_search_row(c, exp, searches[0], queued.get(exp.name)))
     return rows
+
+
+def _trial_counts(c, exp_id: str) -> tuple[int, int, int, int]:
+    """(finished, failed, running, distinct trials) from the trial runs themselves."""
+    trials = tracking.search(c, exp_id, role_filter(Role.TRIAL))
+    return (sum(r.info.status == Outcome.OK.status for r in trials),
+            sum(r.info.status == Outcome.FAILED.status for r in trials),
+            sum(r.info.status == "RUNNING" for r in trials),
+            len({r.data.tags.get(lifecycle.TRIAL_HASH) for r in trials}))
+
+
+def _ablation_row(c, exp, parents: list, queued: tuple[int, int, int] | None) -> StudyRow:
+    held = [p.data.metrics for p in parents]
+    if queued is not None and all("n_finished" in m for m in held):
+        done = int(sum(m["n_finished"] for m in held))
+        failed = int(sum(m.get("n_failed", 0) for m in held))
+        running, distinct = queued[2], done + failed
+    else:
+        done, failed, running, distinct = _trial_counts(c, exp.experiment_id)
+    total = max(queued[0] if queued else 0, distinct)
+    metric = parents[0].data.tags.get(lifecycle.METRIC, "test_accuracy")
+    verdicts = [p.data.tags.get(lifecycle.verdict_tag(metric)) for p in parents]
+    compared = [v for v in verdicts if v]
+    decided = f"{sum(v.startswith(VERDICTS) for v in compared)}/{len(compared)}"
+    sign = -1 if "loss" in metric else 1
+    scored = [(p.data.metrics.get(f"mean_{metric}"), p) for p in parents]
+    scored = [(v, p) for v, p in scored if v is not None and not math.isnan(v)]
+    best = max(scored, key=lambda vp: sign * vp[0]) if scored else None
+    return StudyRow(exp.name, "ablation", done, total, failed, running, decided,
+                    best[1].data.tags.get(lifecycle.VARIANT, "") if best else "",
+                    best[0] if best else None)
+
+
+def _search_row(c, exp, parent, queued: tuple[int, int, int] | None) -> StudyRow:
+    done, failed, running, _ = _trial_counts(c, exp.experiment_id)
+    metric = parent.data.tags.get(lifecycle.METRIC, "")
+    value = parent.data.metrics.get(f"best_{metric}")
+    total = max(queued[0] if queued else 0, done + failed)
+    best_trial = parent.data.tags.get(lifecycle.OPTUNA_BEST_TRIAL, "")
+    return StudyRow(exp.name, "search", done, total, failed, running, "-",
+                    f"trial {best_trial}" if best_trial else "", value)
 
 
 def print_rows(rows: list[StudyRow], console) -> None:

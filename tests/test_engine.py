@@ -293,6 +293,36 @@ def test_parent_aggregates_count_a_diverged_seed_as_the_study_declares(tracking_
     assert row["mean"] == pytest.approx(sum(values) / 3)
 
 
+def test_a_parent_is_updated_from_its_ledger_without_reading_trial_runs(tracking_uri,
+                                                                       monkeypatch):
+    """Issue 24: after each trial the parent's aggregates come from its own ledger (per-seed
+    values and outcomes), the same numbers as from the variant's trial runs, with no search
+    over the study's runs, so the cost per trial does not grow with the study."""
+    from core.ablation.analysis import PARENT_STATS, variant_table
+    from core.ablation.parents import ledger_rows, update_parent
+    from core.ablation.runs import load_runs
+
+    trainer = StandInTrainer(diverge={("lr=0.01", 1)})
+    study, _, _ = make_study(tracking_uri, trainer.trainer())
+    study.run()
+    c = MlflowClient(tracking_uri)
+    vt = variant_table(load_runs("engine", c=c), "test_accuracy", "maximize", "chance")
+    for name, pid in study.parents.items():
+        want = vt.set_index("variant").loc[name]
+        ledger = ledger_rows(c, pid, "test_accuracy")
+        assert sorted(ledger["seed"]) == [0, 1, 2]
+        got = variant_table(ledger, "test_accuracy", "maximize", "chance").iloc[0]
+        for k in (*PARENT_STATS, "n", "imputed", "failures"):
+            assert got[k] == pytest.approx(want[k], nan_ok=True), (name, k)
+
+    def no_search(*a, **kw):
+        raise AssertionError("update_parent searched the study's runs")
+
+    monkeypatch.setattr(MlflowClient, "search_runs", no_search)
+    held = update_parent(c, study.parents["lr=0.01"], "test_accuracy", "maximize", "chance")
+    assert held["n_seeds"] == 3 and held["n_imputed"] == 1
+
+
 def test_a_preempted_trial_waits_again_and_is_no_failed_attempt():
     q = Queue(InMemoryStorage(), "ablation:preempt")
     q.enqueue({"key": "a"})

@@ -59,3 +59,36 @@ def test_stale_trials_are_retried_with_heartbeats(tmp_path, monkeypatch):
     states = sorted((t.state.name, t.user_attrs["trial_hash"]) for t in qu.trials())
     assert states == [("FAIL", "h0"), ("WAITING", "h0")]  # failed, and queued again
     assert qu.claim("w2").attrs["trial_hash"] == "h0"
+
+
+def test_configs_are_stored_once_and_come_back_with_a_claim(storage):
+    """Issue 24: a config is a study attr referred to by its trials, not a copy per trial;
+    a claimed job carries it again, and the pack key still finds a job's siblings."""
+    q = Queue(storage, "ablation:cfg")
+    q.enqueue_many([({"key": f"k{i}", "trial_hash": f"h{i}", "config": f'{{"v": {i % 2}}}',
+                      "pack_key": f"p{i % 2}"}, None) for i in range(6)])
+    held = q.storage.get_study_user_attrs(q.study_id)
+    assert sorted(v for k, v in held.items() if k.startswith("ablab.config.")) == \
+        ['{"v": 0}', '{"v": 1}']
+    assert all("config" not in t.user_attrs for t in q.trials())
+    job = Queue(storage, "ablation:cfg", create=False).claim("w")
+    assert job.attrs["trial_hash"] == "h0" and job.attrs["config"] == '{"v": 0}'
+    pack = q.claim_like(job, 5)
+    assert [j.attrs["trial_hash"] for j in pack] == ["h2", "h4"]
+    assert all(j.attrs["config"] == '{"v": 0}' for j in pack)
+
+
+def test_counts_and_light_rows_agree_with_the_trials(storage):
+    q = Queue(storage, "ablation:counts")
+    q.enqueue_many([({"key": f"k{i}", "config": "{}"}, None) for i in range(5)])
+    jobs = [q.claim("w") for _ in range(3)]
+    q.finish(jobs[0], Outcome.OK, 0.9, "r0")
+    q.finish(jobs[1], Outcome.FAILED, None, "r1")
+    for states in [(TrialState.WAITING,), (TrialState.RUNNING,), (TrialState.COMPLETE,),
+                   (TrialState.FAIL,), (TrialState.WAITING, TrialState.RUNNING)]:
+        assert q.count(states) == len(q.trials(states)), states
+    light = {t.user_attrs["key"]: t for t in q.light()}
+    assert light["k0"].state == TrialState.COMPLETE and light["k1"].user_attrs["outcome"] == \
+        "failed"
+    assert light["k2"].user_attrs["worker"] == "w" and "config_ref" not in light["k2"].user_attrs
+    assert {k: len(v) for k, v in q.by_key().items()} == {f"k{i}": 1 for i in range(5)}

@@ -251,7 +251,8 @@ def parent_metrics(row: dict[str, Any], metric: str,
     `comparison_table` row): the one place a variant's aggregates get their MLflow names, so
     the parent written after each trial and the one the report writes are the same numbers."""
     m: dict[str, Any] = {f"{k}_{metric}": row[k] for k in PARENT_STATS}
-    m.update(n_seeds=row["n"], n_imputed=row["imputed"],
+    m.update(n_seeds=row["n"], n_imputed=row["imputed"], n_finished=row["finished"],
+             n_failed=row[Outcome.FAILED.value],
              **{k: row.get(k) for k in ("failure_rate", "failure_ci95_low",
                                         "failure_ci95_high")})
     if comparison is not None:

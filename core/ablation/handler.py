@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import tracking
-from core.ablation.parents import update_parent
+from core.ablation.parents import due, record_seeds, update_parent
 from core.lifecycle import TRIAL_HASH, Outcome
 from core.study import record
 from core.study.queue import Job, Queue, StudyMeta
@@ -63,6 +63,9 @@ class AblationHandler:
             trial = trial.replace(tags={**trial.tags, **job_tags(j, trial.study)})
             done = record.finished_run(self.c, exp_id, trial.hash)
             if done is not None:  # another worker, or an earlier attempt, got it to the end
+                if trial.parent_run_id:  # (its worker may have died before the ledger)
+                    record_seeds(self.c, trial.parent_run_id, self.metric,
+                                 [(trial.seed, done.outcome, done.metrics)])
                 self.queue.finish(j, done.outcome, done.metrics.get(self.metric), done.run_id)
                 continue
             record.close_lost_attempts(self.c, exp_id, {TRIAL_HASH: trial.hash}, j.number)
@@ -74,12 +77,16 @@ class AblationHandler:
                 results = [self.trainer.one(todo[0][1], c=self.c, cache=self.cache)]
             else:
                 results = self.trainer.pack([t for _, t in todo], c=self.c, cache=self.cache)
+        parent = todo[0][1].parent_run_id
+        if parent:
+            record_seeds(self.c, parent, self.metric,
+                         [(t.seed, res.outcome, res.metrics)
+                          for (_, t), res in zip(todo, results, strict=True)])
         for (j, _), res in zip(todo, results, strict=True):
             self.queue.finish(j, res.outcome, res.metrics.get(self.metric), res.run_id,
                               error=res.error)
-        parent = todo[0][1].parent_run_id
-        if parent:
-            update_parent(self.c, exp_id, parent, self.metric, self.direction, self.missing_as)
+        if parent and any(due(t.seed) for _, t in todo):
+            update_parent(self.c, parent, self.metric, self.direction, self.missing_as)
         return results[0].outcome
 
 
