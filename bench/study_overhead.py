@@ -38,9 +38,14 @@ def main() -> None:
         exp = c.get_experiment_by_name(args.ablation)
         runs = c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'trial'")
         train = sum(r.data.metrics["train_time_s"] for r in runs)
+        # in-run: from the first trial run's start to the last one's end, so the TensorFlow
+        # import, store creation and the coordinator's set-up and exit are left out
+        span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1e3
     print(f"{args.ablation} workers={args.workers}: {len(runs)} trials, wall {wall:.1f}s, "
           f"sum(train_time_s) {train:.1f}s, ratio {wall / train:.3f}, "
-          f"overhead {(wall - train) / len(runs):.2f}s/trial")
+          f"overhead {(wall - train) / len(runs):.2f}s/trial; in-run (first run's start to "
+          f"last run's end, {span:.1f}s): "
+          f"{(span * args.workers - train) / len(runs):.2f}s/trial")
 
 
 if __name__ == "__main__":
