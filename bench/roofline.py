@@ -87,9 +87,9 @@ def profiler_flops(model, input_shape) -> float:
     return float(info.total_float_ops)
 
 
-def step_time(exp, data, k: int, jit: bool | str, spe: int, epochs: int = 2) -> float:
-    """Median seconds per training step of K towers (K = 1: the plain model), measured in
-    the last epoch (the first traces and compiles)."""
+def step_time(exp, data, k: int, jit: bool | str, spe: int, epochs: int = 3) -> float:
+    """Seconds per training step of K towers (K = 1: the plain model): the fastest epoch
+    after the first (which traces and compiles), so a noisy neighbour inflates less."""
     import keras
     import tensorflow as tf
 
@@ -98,6 +98,8 @@ def step_time(exp, data, k: int, jit: bool | str, spe: int, epochs: int = 2) -> 
     from core.train import make_optimizer
 
     towers = [build_model(exp, data.input_shape, data.n_classes) for _ in range(k)]
+    for i, t in enumerate(towers):
+        t.name = f"tower_{i}"
     if k == 1:
         model = towers[0]
     else:
@@ -159,8 +161,8 @@ def main() -> None:
           f"{prof / 1e6:.1f} by TensorFlow's profiler; a training step (batch "
           f"{exp.train.batch_size}, 3x forward) {per_step / 1e9:.2f} GFLOP", flush=True)
     rows = []
-    settings = [(k, "auto" if k else False, 1) for k in map(int, args.ks.split(","))]
-    settings = [(k, False, 1) for k, _, _ in settings]
+    settings: list[tuple[int, bool, int]] = [(k, False, 1) for k in map(int,
+                                                                          args.ks.split(","))]
     if not args.quick:
         settings += [(1, True, 1), (10, True, 1), (1, False, 10), (10, False, 10)]
     for k, jit, spe in settings:

@@ -41,11 +41,19 @@ def main() -> None:
         # in-run: from the first trial run's start to the last one's end, so the TensorFlow
         # import, store creation and the coordinator's set-up and exit are left out
         span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1e3
+        ordered = sorted(runs, key=lambda r: r.info.start_time)
+        each = [(r.info.end_time - r.info.start_time) / 1e3 - r.data.metrics["train_time_s"]
+                for r in ordered]
+        inside = sum(each) / len(runs)
+        gaps = [(b.info.start_time - a.info.end_time) / 1e3
+                for a, b in zip(ordered, ordered[1:], strict=False)]
     print(f"{args.ablation} workers={args.workers}: {len(runs)} trials, wall {wall:.1f}s, "
           f"sum(train_time_s) {train:.1f}s, ratio {wall / train:.3f}, "
           f"overhead {(wall - train) / len(runs):.2f}s/trial; in-run (first run's start to "
           f"last run's end, {span:.1f}s): "
-          f"{(span * args.workers - train) / len(runs):.2f}s/trial")
+          f"{(span * args.workers - train) / len(runs):.2f}s/trial ({inside:.2f}s inside a run "
+          f"beside training, {sum(gaps) / max(len(gaps), 1):.2f}s between runs); inside each "
+          f"run in order: {' '.join(f'{x:.2f}' for x in each)}")
 
 
 if __name__ == "__main__":

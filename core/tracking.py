@@ -169,6 +169,15 @@ def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: i
         c.log_batch(run_id, metrics=items[i:i + 1000])
 
 
+def log_batch(c: MlflowClient, run_id: str, params: dict[str, Any],
+              tags: dict[str, Any]) -> None:
+    """A few params and tags in one call (per-trial set-up: one round trip, not three)."""
+    from mlflow.entities import Param, RunTag
+
+    c.log_batch(run_id, params=[Param(k, fmt(v)[:6000]) for k, v in params.items()],
+                tags=[RunTag(k, fmt(v)) for k, v in tags.items()])
+
+
 def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 

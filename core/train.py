@@ -71,9 +71,11 @@ def jit_compile(exp: Experiment) -> bool | str:
 
 
 def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float = 1.0,
-                  epochs: int | None = None, outputs: int = 1) -> None:
+                  epochs: int | None = None, outputs: int = 1,
+                  steps_per_execution: int = 1) -> None:
     """`outputs` > 1: a packed model (core/pack.py), one loss and accuracy per tower; the
-    loss minimised is their sum."""
+    loss minimised is their sum. `steps_per_execution`: training steps per call into the
+    traced function (Keras' per-step Python work is paid once per call)."""
     import keras
 
     def loss():
@@ -84,6 +86,7 @@ def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float 
         loss=loss() if outputs == 1 else [loss() for _ in range(outputs)],
         metrics=["accuracy"] if outputs == 1 else [["accuracy"] for _ in range(outputs)],
         jit_compile=jit_compile(exp),
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -145,11 +148,15 @@ def class_weights(y, n_classes: int) -> dict[int, float]:
     return out
 
 
-def predict(model, x, batch_size: int = 256, tta: int = 0):
+def predict(model, x, batch_size: int | None = None, tta: int = 0):
     """Class probabilities; with tta=N, the mean over N views through the model's own
-    augmentation layers (training=True on those layers only)."""
+    augmentation layers (training=True on those layers only). Small images go through in
+    batches of 512 (a 450-image test split in one call: 88 ms against 107 ms in two), larger
+    ones in 256."""
     import numpy as np
 
+    if batch_size is None:
+        batch_size = 512 if int(np.prod(x.shape[1:])) <= 64 * 64 * 3 else 256
     try:
         aug = model.get_layer("augment")
     except ValueError:
