@@ -16,11 +16,11 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from optuna.trial import TrialState
 
+from bench import median_seconds
 from core.config import load_experiment
 from core.inventory import _queue_totals
 from core.lifecycle import Outcome
@@ -44,19 +44,10 @@ def items(n: int) -> list[tuple[dict, None]]:
     return out
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def measure(storage: str, n: int) -> dict[str, float]:
     work = items(n)
     q = Queue(storage, "ablation:scale")
-    out = {"enqueue_s": timed(lambda: q.enqueue_many(work))}
+    out = {"enqueue_s": median_seconds(lambda: q.enqueue_many(work))}
     keys = [a["key"] for a, _ in work]
     assert q.count((TrialState.WAITING,)) == n
 
@@ -66,8 +57,8 @@ def measure(storage: str, n: int) -> dict[str, float]:
         q.count(LIVE_STATES)
         q.count((TrialState.WAITING,))
 
-    out["poll_s"] = timed(poll, 3)
-    out["list_s"] = timed(lambda: _queue_totals(storage), 3)
+    out["poll_s"] = median_seconds(poll, 3)
+    out["list_s"] = median_seconds(lambda: _queue_totals(storage), 3)
     worker = Queue(storage, "ablation:scale", create=False)  # a worker's own connection
     claims, cycles = [], []
     for _ in range(7):

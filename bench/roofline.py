@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,28 +27,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _timed(fn, repeat: int) -> float:
-    fn()  # trace / warm up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def peak() -> dict[str, float]:
     """FLOP/s of a 2048^3 matmul and of a 3x3 convolution (batch 32, 64x64, 128 -> 128)."""
     import tensorflow as tf
 
+    from bench import median_seconds
+
     a = tf.random.normal((2048, 2048))
     b = tf.random.normal((2048, 2048))
     mm = tf.function(lambda: tf.linalg.matmul(a, b))
-    t_mm = _timed(lambda: mm().numpy(), 5)
+    t_mm = median_seconds(lambda: mm().numpy(), 5, warm_up=True)
     x = tf.random.normal((32, 64, 64, 128))
     w = tf.random.normal((3, 3, 128, 128))
     conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
-    t_conv = _timed(lambda: conv().numpy(), 5)
+    t_conv = median_seconds(lambda: conv().numpy(), 5, warm_up=True)
     return {"matmul_gflops": 2 * 2048 ** 3 / t_mm / 1e9,
             "conv_gflops": 2 * 32 * 64 * 64 * 128 * 128 * 9 / t_conv / 1e9}
 

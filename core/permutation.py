@@ -130,6 +130,15 @@ def permutation_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95,
                    span, 1 - level)
 
 
+def unequal(failed: tuple[np.ndarray, np.ndarray] | None
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each side's per-seed failed flags when their counts differ (where these tests take
+    over from the t-test), else None."""
+    if failed is None or int(np.sum(failed[0])) == int(np.sum(failed[1])):
+        return None
+    return failed
+
+
 def paired_flags(failed: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per pair: +1 when only the second run failed, -1 when only the first did, else 0."""
     return np.asarray(failed[1], int) - np.asarray(failed[0], int)

@@ -254,8 +254,8 @@ def compare(base, other, paired: bool, delta: float | None = None,
     arm has fewer than WELCH_MIN_N seeds, a permutation test (`core.permutation`) gives the
     p-value and 95% CI instead of the t-test. `test` names the test that decided."""
     a, b = np.asarray(base, float), np.asarray(other, float)
-    robust = failed is not None and int(np.sum(failed[0])) != int(np.sum(failed[1]))
-    failed = failed if robust else None
+    failed = permutation.unequal(failed)
+    robust = failed is not None
     out: dict[str, Any] = {
         "n_base": len(a), "n_variant": len(b), "paired": bool(paired),
         "diff": float(b.mean() - a.mean()) if len(a) and len(b) else NAN,
@@ -324,8 +324,7 @@ def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf),
         if arms is None:
             return NAN, NAN
         a, b = arms
-        unequal = failed is not None and int(np.sum(failed[0])) != int(np.sum(failed[1]))
-        failed = failed if unequal else None
+        failed = permutation.unequal(failed)
         lo, hi = (permutation.signflip_interval(
             b - a, level, None if failed is None else permutation.paired_flags(failed))
             if row["test"] == "sign-flip" else permutation.permutation_interval(a, b, level,

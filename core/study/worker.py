@@ -39,15 +39,16 @@ def start_tensorflow() -> None:
     carry their imports (~1 s of its 1.9 s of overhead)."""
     import importlib
 
+    from core import plots
     from core.seeding import configure_gpus, import_tensorflow, silence_tf_python_logs
 
     import_tensorflow()  # once, up front
     silence_tf_python_logs()
     cap = os.environ.get("ABLAB_GPU_MEMORY_MB")
     configure_gpus(int(cap) if cap and cap.isdigit() else None)
-    for module in ("core.runner", "core.plots", "core.evaluate", "core.models", "core.pack"):
+    for module in ("core.runner", "core.evaluate", "core.models", "core.pack"):
         importlib.import_module(module)
-    importlib.import_module("core.plots").warm()
+    plots.warm()
     # What is loaded now lives as long as the worker: out of the collector's sight, a full
     # collection walks only what trials create (spikes of ~0.4 s inside some runs before)
     gc.freeze()
