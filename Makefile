@@ -1,5 +1,6 @@
 # ablab: every target that needs Python depends on the virtualenv, which builds itself on first
-# use and reinstalls when pyproject.toml changes.
+# use (at the versions in constraints.txt) and reinstalls when pyproject.toml or the
+# constraints change.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -38,10 +39,11 @@ help:
 	@echo "make server [ARGS='--data DIR --port P']            PostgreSQL + MLflow server for workers"
 	@echo "make test | lint | setup | system-deps | clean"
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions the suite last passed with (README, "Versions").
+$(STAMP): pyproject.toml constraints.txt setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

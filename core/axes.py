@@ -18,18 +18,20 @@ from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
 
-from core.augment import POLICIES, resolve
+from core import plugins
+from core.augment import POLICIES, is_plugin, resolve
 from core.data import SOURCES
 from core.dicts import get_dotted
 from core.errors import ConfigError
 from core.models import ACTIVATIONS, BACKBONES, FINETUNE, HEADS
 from core.optim import OPTIMIZERS, SCHEDULES
 from core.registry import Registry
-from core.schema import Experiment, OpRanges, default_of, field_info
+from core.schema import OPTION_SECTIONS, Experiment, OpRanges, default_of, field_info
+from core.train import FITS
 
 # Fields whose values are registry names: the registry is the single source of those names.
 NAMED: dict[str, Registry] = {r.field: r for r in (
-    SOURCES, POLICIES, BACKBONES, HEADS, FINETUNE, ACTIVATIONS, OPTIMIZERS, SCHEDULES)}
+    SOURCES, POLICIES, BACKBONES, HEADS, FINETUNE, ACTIVATIONS, OPTIMIZERS, SCHEDULES, FITS)}
 
 PRETRAIN_EXAMPLE = "pretrain:digits_0_4_pretrain"
 
@@ -93,14 +95,15 @@ DENSE_HEAD = When(f"a head with a Dense layer (model.head="
 
 def _uses(field: str) -> When:
     return When(f"train.optimizer={_names(OPTIMIZERS, lambda m: field in m['uses'])}",
-                lambda e: field in OPTIMIZERS.meta(e.train.optimizer)["uses"],
+                lambda e: field in OPTIMIZERS.meta(e.train.optimizer).get("uses", ()),
                 ("train.optimizer",),
                 {"train.optimizer": next(n for n in OPTIMIZERS.names()
                                          if field in OPTIMIZERS.meta(n)["uses"])})
 
 
 AUGMENTED = When("augmentation to average over (augment.strength other than none)",
-                 lambda e: resolve(e.augment) != OpRanges(), ("augment.strength",),
+                 lambda e: is_plugin(e.augment) or resolve(e.augment) != OpRanges(),
+                 ("augment.strength",),
                  {"augment.strength": "moderate"})
 
 
@@ -218,6 +221,8 @@ AXES: tuple[Axis, ...] = (
     Axis("train.weight_decay", "weight_decay", "decoupled weight decay", (0, 1e-4, 1e-2),
          _uses("train.weight_decay")),
     Axis("train.lr_schedule", "lr_schedule", "learning-rate schedule"),
+    Axis("train.fit", "fit", "the training loop: keras (model.fit), or module:function, your "
+         "own loop with ablab's callbacks"),
     Axis("train.epochs", "epochs", "maximum training epochs", (5, 10, 30)),
     Axis("train.early_stopping_patience", "patience",
          "epochs without val_loss improvement before stopping (best weights restored); 0 = off",
@@ -283,6 +288,21 @@ def describe(axis: Axis) -> dict[str, str]:
             "meaning": axis.meaning + (f" [acts with {axis.when.needs}]" if axis.when else "")}
 
 
+def describe_options(exp: Experiment) -> list[dict[str, str]]:
+    """The options of the plugins `exp` names, as axes (`model.options.width`)."""
+    rows = []
+    for section in OPTION_SECTIONS:
+        for name, info, path in plugins.option_fields(section_plugins(exp, section)):
+            ann = info.annotation
+            value = getattr(exp, section).options.get(name, info.get_default(
+                call_default_factory=True))
+            rows.append({"path": f"{section}.options.{name}", "alias": "",
+                         "type": getattr(ann, "__name__", str(ann)), "values": "",
+                         "default": _fmt(value),
+                         "meaning": f"{info.description or 'option'} [{path}]"})
+    return rows
+
+
 def describe_seed() -> dict[str, str]:
     return {"path": SEED_AXIS, "alias": SEED_AXIS, "type": "int", "values": "any int",
             "default": "0", "meaning": SEED_MEANING}
@@ -295,10 +315,27 @@ def _fmt(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def plugin_fields(exp: Experiment) -> dict[str, str]:
+    """{field: module:function} of every plugin `exp` names."""
+    return {field: name for field in NAMED
+            if plugins.is_path(name := get_dotted(exp, field))}
+
+
+def section_plugins(exp: Experiment, section: str) -> dict[str, Callable]:
+    """The module:function plugins named in one section: {path: function}."""
+    return {name: reg.plugin(name) for field, reg in NAMED.items()
+            if field.startswith(section + ".")
+            and plugins.is_path(name := get_dotted(exp, field))}
+
+
 def check_names(exp: Experiment) -> None:
-    """Registry-backed fields hold registered names; backbones get what they need."""
+    """Registry-backed fields hold registered names or importable plugins with the right
+    signature; plugin options validate; backbones get what they need."""
     for path, reg in NAMED.items():
         reg.check(get_dotted(exp, path))
+    for section in OPTION_SECTIONS:
+        plugins.check_options(section, getattr(exp, section).options,
+                              section_plugins(exp, section))
     meta = BACKBONES.meta(exp.model.backbone)
     if meta.get("channels") and exp.data.channels != meta["channels"]:
         raise ConfigError(f"data.channels: {exp.model.backbone} needs {meta['channels']} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -25,9 +26,23 @@ DEBUG = {"on": False}
 
 
 @app.callback()
-def _options_for_all(debug: Annotated[bool, typer.Option(
-        "--debug", help="show the traceback of an error instead of one line")] = False) -> None:
+def _options_for_all(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="show the traceback of an error instead of one line")] = False,
+    project: Annotated[str | None, typer.Option(
+        "--project", help="the project folder (experiments/, ablations/, searches/; mlruns/ "
+        "and reports/ go there). Default: $ABLAB_PROJECT, else found from the working "
+        "directory upward")] = None,
+) -> None:
     DEBUG["on"] = debug
+    from core import paths
+
+    if project:
+        paths.use_project(project)
+    elif not (os.environ.get("ABLAB_PROJECT") or os.environ.get("ABLAB_ROOT")):
+        found = paths.find_project()
+        if found:  # spawned workers resolve the same project, wherever they start
+            os.environ["ABLAB_PROJECT"] = str(found)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key=value "
                    "(dotted path or axis alias), e.g. --set train.lr=3e-4")]
@@ -38,17 +53,44 @@ StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storag
 
 
 @app.command()
-def axes() -> None:
+def axes(
+    experiment: Annotated[str | None, typer.Argument(help="also list the options of the "
+                          "plugins this experiment names (name in experiments/ or a path)")]
+    = None,
+) -> None:
     """List every axis an ablation or search can vary.
 
-    Example: ablab axes"""
-    from core.axes import describe, describe_seed, registered
+    Example: ablab axes, or ablab axes mine (with its plugins' options)"""
+    from core.axes import describe, describe_options, describe_seed, registered
     from core.termtable import show
 
+    rows = [*(describe(a) for a in registered()), describe_seed()]
+    if experiment:
+        from core.config import load_experiment
+
+        rows += describe_options(load_experiment(experiment))
     cols = ("path", "alias", "type", "values", "default", "meaning")
-    show(console, cols, [[d[k] for k in cols]
-                         for d in [*(describe(a) for a in registered()), describe_seed()]],
-         "ablab axes")
+    show(console, cols, [[d[k] for k in cols] for d in rows], "ablab axes")
+
+
+@app.command()
+def init(
+    folder: Annotated[str, typer.Argument(help="the new project folder")] = ".",
+    force: Annotated[bool, typer.Option(help="write into a folder that is not empty")]
+    = False,
+) -> None:
+    """Write a new project: an experiment, two ablations and a search over a small model
+    and data module of your own (mymodel.py), ready to run.
+
+    Example: ablab init proj && cd proj && ablab run width"""
+    from core.template import write_project
+
+    root = write_project(folder, force)
+    console.print(f"wrote an ablab project in {root}:")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            console.print(f"  {p.relative_to(root)}")
+    console.print(f"next: cd {folder} && ablab run width (then ablab report width)")
 
 
 @app.command()
@@ -304,10 +346,10 @@ def server(
     Example: ablab server --data /srv/ablab --port 5000"""
     from pathlib import Path
 
-    from core.paths import MLRUNS_DIR
+    from core.paths import mlruns_dir
     from core.server import serve
 
-    serve(Path(data) if data else MLRUNS_DIR / "server", port, pg_port, postgres, host,
+    serve(Path(data) if data else mlruns_dir() / "server", port, pg_port, postgres, host,
           console, auth)
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from core import paths
 from core.axes import check_acts, check_names, resolve_path
 from core.dicts import deep_merge, flatten, set_dotted
 from core.errors import ConfigError
-from core.paths import EXPERIMENTS_DIR
 from core.schema import Experiment, all_paths
 
 
@@ -95,20 +95,28 @@ def validate(data: dict[str, Any], source: str, explicit: Iterable[str] = ()) ->
     return exp
 
 
-def find_file(name_or_path: str | Path, folder: Path, kind: str) -> Path:
-    """A name in `folder` (with or without .yaml) or a path to a YAML file."""
+SINGULAR = {"experiments": "experiment", "ablations": "ablation", "searches": "search"}
+
+
+def find_file(name_or_path: str | Path, kind: str) -> Path:
+    """A path to a YAML file, or a name (with or without .yaml) in the project's folder of
+    `kind` (experiments, ablations, searches), then in ablab's shipped examples."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p.resolve()
-    for cand in (folder / f"{name_or_path}.yaml", folder / f"{name_or_path}.yml", p):
-        if cand.is_file():
-            return cand.resolve()
-    known = sorted(q.stem for q in folder.glob("*.y*ml"))
+    folders = paths.search_dirs(kind)
+    for folder in folders:
+        for cand in (folder / f"{name_or_path}.yaml", folder / f"{name_or_path}.yml"):
+            if cand.is_file():
+                return cand.resolve()
+    if p.is_file():
+        return p.resolve()
+    known = sorted({q.stem for folder in folders for q in folder.glob("*.y*ml")})
     hint = difflib.get_close_matches(str(name_or_path), known, n=1)
-    msg = f"No {kind} named {str(name_or_path)!r} in {folder}."
+    msg = f"No {SINGULAR[kind]} named {str(name_or_path)!r} in {folders[0]}."
     if hint:
         msg += f" Did you mean {hint[0]!r}?"
-    msg += f" Known: {', '.join(known) or '(none)'}."
+    msg += f" Known: {', '.join(known) or '(none)'}." + paths.project_hint()
     raise ConfigError(msg)
 
 
@@ -124,7 +132,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_raw(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Resolve `base:` chains (relative to the file, then experiments/) into one dict."""
-    path = find_file(name_or_path, EXPERIMENTS_DIR, "experiment")
+    path = find_file(name_or_path, "experiments")
     if path in _seen:
         raise ConfigError(f"{path}: circular base: chain {' -> '.join(map(str, _seen))}")
     data = read_yaml(path)

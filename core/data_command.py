@@ -12,7 +12,7 @@ def show_card(experiment: str, sets: list[str] | None, augment: str | None, out:
     from core.ablation.html import data_page
     from core.config import load_experiment
     from core.data import card as data_card
-    from core.paths import REPORTS_DIR
+    from core.paths import reports_dir
     from core.schema import AugmentConfig
     from core.termtable import show
 
@@ -26,7 +26,7 @@ def show_card(experiment: str, sets: list[str] | None, augment: str | None, out:
     policies = {n: exp.augment if n == exp.augment.strength else AugmentConfig(strength=n)
                 for n in names}
     card, ds = data_card.build(exp.data, console)
-    folder = Path(out) if out else REPORTS_DIR / f"data-{exp.name}"
+    folder = Path(out) if out else reports_dir() / f"data-{exp.name}"
     plots = data_card.write(card, ds, folder, policies)
     (folder / "data.html").write_text(data_page(card, plots))
     counts = card.counts.reset_index()

@@ -168,7 +168,7 @@ def _version(module: str) -> str:
 
 
 def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
-    from core.paths import MLRUNS_DIR, default_storage
+    from core.paths import default_storage, mlruns_dir
     from core.seeding import import_tensorflow
 
     with contextlib.suppress(Exception):  # a broken install is reported below, by module
@@ -219,7 +219,7 @@ def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
     except Exception as err:  # noqa: BLE001
         checks.append(Check("Optuna storage", f"{store}: {str(err).splitlines()[0][:200]}",
                             False, "fix --storage / ABLAB_STORAGE"))
-    folder = MLRUNS_DIR if MLRUNS_DIR.exists() else MLRUNS_DIR.parent
+    folder = mlruns_dir() if mlruns_dir().exists() else mlruns_dir().parent
     free_gb = shutil.disk_usage(folder).free / 2**30
     checks.append(Check("disk space", f"{free_gb:.1f} GB free at {folder}", free_gb >= 2,
                         "free some space: studies write runs, artifacts and caches"))

@@ -11,7 +11,20 @@ from typing import Any
 from core.registry import Registry
 from core.schema import TrainConfig
 
-OPTIMIZERS: Registry[Callable[[object, TrainConfig], object]] = Registry("train.optimizer")
+
+def _plugin_optimizer(fn: Callable, path: str) -> Callable:
+    """A user's `make(options, learning_rate) -> keras optimizer`."""
+
+    def make(lr, cfg: TrainConfig):
+        from core.plugins import bind
+
+        return fn(bind(fn, cfg.options, "train", path), lr)
+
+    return make
+
+
+OPTIMIZERS: Registry[Callable[[object, TrainConfig], object]] = Registry(
+    "train.optimizer", adapt=_plugin_optimizer)
 
 
 def _keras_optimizer(name: str, *fields: str) -> tuple[Callable, dict[str, Any]]:
@@ -33,18 +46,29 @@ for _name, _cls, *_fields in (("adam", "Adam"), ("adamw", "AdamW", "weight_decay
 
 @dataclass(frozen=True)
 class Schedule:
-    """`lr(base_lr, total_steps)` -> a float or a Keras schedule; `callbacks(cfg)` -> the Keras
-    callbacks that drive it (e.g. ReduceLROnPlateau)."""
+    """`lr(base_lr, total_steps, cfg)` -> a float or a Keras schedule; `callbacks(cfg)` -> the
+    Keras callbacks that drive it (e.g. ReduceLROnPlateau)."""
 
-    lr: Callable[[float, int], object] = lambda lr, steps: lr
+    lr: Callable[[float, int, TrainConfig], object] = lambda lr, steps, cfg: lr
     callbacks: Callable[[TrainConfig], list] = field(default=lambda cfg: [])
 
 
-SCHEDULES: Registry[Schedule] = Registry("train.lr_schedule")
+def _plugin_schedule(fn: Callable, path: str) -> Schedule:
+    """A user's `schedule(options, lr, total_steps)` -> a float or a Keras schedule."""
+
+    def lr(base: float, steps: int, cfg: TrainConfig):
+        from core.plugins import bind
+
+        return fn(bind(fn, cfg.options, "train", path), base, steps)
+
+    return Schedule(lr=lr)
+
+
+SCHEDULES: Registry[Schedule] = Registry("train.lr_schedule", adapt=_plugin_schedule)
 SCHEDULES.add("constant", Schedule())
 
 
-def _cosine(lr: float, steps: int):
+def _cosine(lr: float, steps: int, cfg: TrainConfig):
     import keras
 
     return keras.optimizers.schedules.CosineDecay(lr, max(1, steps))
@@ -67,5 +91,5 @@ SCHEDULES.add("reduce_on_plateau", Schedule(callbacks=_plateau))
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, lr_scale: float = 1.0,
                    epochs: int | None = None):
     lr = SCHEDULES[cfg.lr_schedule].lr(cfg.lr * lr_scale, (epochs or cfg.epochs)
-                                       * steps_per_epoch)
+                                       * steps_per_epoch, cfg)
     return OPTIMIZERS[cfg.optimizer](lr, cfg)

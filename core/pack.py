@@ -47,6 +47,8 @@ def unpackable(exp: Experiment) -> str | None:
         return "two-phase fine-tuning recompiles the model between its phases"
     if exp.data.vary_split_with_seed:
         return "data.vary_split_with_seed gives each seed its own split"
+    if t.fit != "keras":
+        return f"train.fit={t.fit} is the user's own loop, which trains one model"
     return None
 
 

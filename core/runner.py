@@ -233,6 +233,10 @@ def start_run(trial: Trial, c: MlflowClient, experiment_id: str) -> str:
     }
     if trial.parent_run_id:
         tags[lifecycle.PARENT] = trial.parent_run_id
+    from core.axes import plugin_fields
+    from core.plugins import code_tags
+
+    tags.update(code_tags(plugin_fields(trial.exp)))
     run = c.create_run(experiment_id, run_name=trial.run_name,
                        tags={k: tracking.fmt(v) for k, v in tags.items()})
     run_id = run.info.run_id

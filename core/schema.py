@@ -49,6 +49,9 @@ class DataConfig(Section):
     # synthetic source
     n_samples: int = Field(600, ge=10)
     defect_rate: float = Field(0.3, gt=0, lt=1)
+    # The settings of this section's module:function plugins (core/plugins.py), validated by
+    # the plugin's own Options model; each is an axis (`vary: {data.options.NAME: [...]}`).
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -62,6 +65,9 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     strength: str = Field("none", description="a registered augmentation policy")
     ops: OpRanges = Field(default_factory=OpRanges)
+    # The settings of this section's module:function plugins (core/plugins.py), validated by
+    # the plugin's own Options model; each is an axis (`vary: {augment.options.NAME: [...]}`).
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelConfig(Section):
@@ -80,6 +86,9 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     head: str = "gap"
     head_units: int = Field(64, ge=1)
+    # The settings of this section's module:function plugins (core/plugins.py), validated by
+    # the plugin's own Options model; each is an axis (`vary: {model.options.NAME: [...]}`).
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def pretrained(self) -> bool:
@@ -102,6 +111,11 @@ class TrainConfig(Section):
     # Seeds trained together as towers of one model (core/pack.py); auto: by model size and
     # device. Part of a trial's identity: packing changes the random streams.
     pack: int | Literal["auto"] = Field(1, description="seeds per packed model, or auto")
+    # keras: ablab's model.fit; module:function: the user's own loop (core/plugins.py).
+    fit: str = "keras"
+    # The settings of this section's module:function plugins (core/plugins.py), validated by
+    # the plugin's own Options model; each is an axis (`vary: {train.options.NAME: [...]}`).
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("pack")
     @classmethod
@@ -129,6 +143,9 @@ class Experiment(Section):
     def _phases(self) -> Experiment:
         if self.model.head_epochs >= self.train.epochs:
             raise ValueError("model.head_epochs must be fewer than train.epochs")
+        if self.train.fit != "keras" and self.model.head_epochs:
+            raise ValueError(f"train.fit={self.train.fit}: a loop of your own trains in one "
+                             "phase; set model.head_epochs: 0")
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -137,6 +154,15 @@ class Experiment(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+OPTION_SECTIONS = ("data", "augment", "model", "train")
+
+
+def option_path(path: str) -> bool:
+    """`model.options.width`: a plugin's option, an axis of its own."""
+    parts = path.split(".")
+    return len(parts) >= 3 and parts[0] in OPTION_SECTIONS and parts[1] == "options"
 
 
 def all_paths(model: type[BaseModel] = Experiment, prefix: str = "") -> list[str]:

@@ -9,9 +9,28 @@ from dataclasses import dataclass, field
 from core.data import Dataset, to_tf
 from core.models import build_model
 from core.optim import SCHEDULES, make_optimizer
+from core.registry import Registry
 from core.schema import Experiment, TrainConfig
 
 EpochSink = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class FitData:
+    """What a `train.fit` plugin trains on: the seeded, batched tf.data pipelines ablab
+    would use, and the arrays behind them (`dataset.x_train`, `dataset.class_names`, ...)."""
+
+    train: object
+    validation: object
+    dataset: Dataset
+    steps_per_epoch: int
+    seed: int
+
+
+# train.fit: "keras" is model.fit inside `fit` below; a plugin path is the user's own loop,
+# `fit(model, data, config, callbacks) -> history` (core/plugins.py).
+FITS: Registry[Callable] = Registry("train.fit", adapt=lambda fn, path: fn)
+FITS.add("keras", lambda model, data, config, callbacks: None)
 
 
 @dataclass
@@ -130,10 +149,30 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
             compile_model(model, exp, steps, exp.model.finetune_lr_factor,
                           epochs=exp.train.epochs - e1)
             run(e1, exp.train.epochs, stopping=True)
+    elif exp.train.fit != "keras":
+        compile_model(model, exp, steps)
+        history.update(_own_fit(exp, model, FitData(train, val, data, steps, seed),
+                                callbacks(exp.train, sink, times, True) + list(extra or [])))
     else:
         compile_model(model, exp, steps)
         run(0, exp.train.epochs, stopping=True)
     return FitResult(model, history, times, time.perf_counter() - t0)
+
+
+def _own_fit(exp: Experiment, model, data: FitData, cbs: list) -> dict[str, list[float]]:
+    """The user's loop on ablab's compiled model. ablab's callbacks (per-epoch logging, the
+    stop signal, early stopping, schedules) arrive as one keras CallbackList: the loop calls
+    on_train_begin, on_epoch_begin/on_epoch_end(epoch, logs) and on_train_batch_end, and stops
+    when model.stop_training is set."""
+    import keras
+
+    fn = FITS[exp.train.fit]
+    history = fn(model, data, exp, keras.callbacks.CallbackList(cbs, model=model))
+    if not isinstance(history, dict) or "loss" not in history:
+        got = sorted(history) if isinstance(history, dict) else type(history).__name__
+        raise TypeError(f"train.fit={exp.train.fit} returned {got}; expected a history dict "
+                        "with at least 'loss' (one value per epoch), e.g. val_loss, accuracy")
+    return {k: [float(v) for v in vs] for k, vs in history.items()}
 
 
 def class_weights(y, n_classes: int) -> dict[int, float]:

@@ -58,7 +58,7 @@ def study_urls(c: MlflowClient, base: str, only: str | None = None) -> list[tupl
 
 def serve_ui(tracking_uri: str | None, port: int, only: str | None, console) -> None:
     from core.errors import ConfigError
-    from core.paths import MLRUNS_DIR
+    from core.paths import mlruns_dir
     from core.server import wait_healthy
 
     uri = tracking_uri or tracking.default_tracking_uri()
@@ -69,7 +69,7 @@ def serve_ui(tracking_uri: str | None, port: int, only: str | None, console) -> 
         _print(console, study_urls(c, uri.rstrip("/"), only), uri)
         return
     base = f"http://127.0.0.1:{port}"
-    log = MLRUNS_DIR / "logs" / "mlflow-ui.log"
+    log = mlruns_dir() / "logs" / "mlflow-ui.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",

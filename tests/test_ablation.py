@@ -8,7 +8,7 @@ from core.ablation.spec import (
     variant_name,
 )
 from core.errors import ConfigError
-from core.paths import ABLATIONS_DIR
+from core.paths import ablations_dir
 
 
 def ab(**kw):
@@ -85,7 +85,7 @@ def test_variant_names():
     assert variant_name({}) == "baseline"
 
 
-SHIPPED = sorted(p.stem for p in ABLATIONS_DIR.glob("*.yaml"))
+SHIPPED = sorted(p.stem for p in ablations_dir().glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -218,10 +218,13 @@ def summary_markdown(study: str, metric: str, direction: str, vt: pd.DataFrame,
                      ct: pd.DataFrame, missing: list[str], plots: list[str],
                      delta: float | None = None, missing_as: str = "chance",
                      question: str = "", recall: pd.DataFrame | None = None,
-                     adaptive: tuple[str, list[dict]] | None = None) -> str:
+                     adaptive: tuple[str, list[dict]] | None = None,
+                     warnings: list[str] | None = None) -> str:
     lines = [f"# {study}: {metric} ({direction})", ""]
     if question:
         lines += ["> " + line for line in question.splitlines()] + [""]
+    for w in warnings or []:
+        lines += [f"**Warning:** {w}", ""]
     lines += ["## Per variant", "", *markdown(VARIANT_COLUMNS, vt)]
     if len(ct):
         lines += ["", f"## Against the baseline ({ct['baseline'].iloc[0]})", "",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core import lifecycle, tracking
+from core import lifecycle, provenance, tracking
 from core.ablation import figures, html
 from core.ablation.adaptive import adaptive_replay, looks_table, section
 from core.ablation.analysis import (
@@ -95,7 +95,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     `expected`: the trials the study should have (default: the ablation file's). `delta` and
     `missing_as` default to the ablation's; the parent runs are written only with the
     study's own `missing_as`, so they always hold what the study counts."""
-    from core.paths import REPORTS_DIR
+    from core.paths import reports_dir
 
     study, ab = resolve_study(ref)
     fallback = "maximize"
@@ -118,7 +118,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         raise LookupError(f"--metric {metric!r} is not logged by {study!r}"
                           + (f"; did you mean {hint[0]}?" if hint else "")
                           + f" (some logged: {', '.join(known[:8])})")
-    out_dir = Path(out) if out else REPORTS_DIR / study
+    out_dir = Path(out) if out else reports_dir() / study
     out_dir.mkdir(parents=True, exist_ok=True)
     vals = seed_values(runs, metric, direction, missing_as)
     vt = variant_table(runs, metric, direction, missing_as)
@@ -152,15 +152,17 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         recall.to_csv(out_dir / "class_recall.csv", index=False)
     question = ab.question if ab is not None else ""
     data = data_card(expected, out_dir / "data")
+    warned = provenance.warnings(runs)
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
-                         question, recall, adaptive))
+                         question, recall, adaptive, warned))
     exp = c.get_experiment_by_name(study)
     assert exp is not None  # load_runs found it
     exp_id = exp.experiment_id
     ui = c.tracking_uri if c.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
-    notes = reading_notes(delta, missing_as, int(vt["imputed"].sum()) if len(vt) else 0,
-                          adaptive is not None)
+    notes = warned + reading_notes(delta, missing_as,
+                                   int(vt["imputed"].sum()) if len(vt) else 0,
+                                   adaptive is not None)
     (out_dir / "index.html").write_text(html.render(
         study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
         runs, exp_id, ui, notes, delta, recall, adaptive, data))
@@ -170,6 +172,8 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     _log_study_run(c, study, out_dir, metric)
     if console is not None:
         print_report(console, study, metric, vt, ct, missing, out_dir, quiet, delta)
+        for w in warned:
+            console.print(f"[yellow]warning:[/] {w}")
     return Report(study, metric, direction, delta, missing_as, out_dir, vt, ct, missing)
 
 

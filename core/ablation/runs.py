@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # row column -> the run tag it comes from
 TAGS = {"variant": lifecycle.VARIANT, "seed": lifecycle.SEED,
         "trial_hash": lifecycle.TRIAL_HASH, "outcome": lifecycle.OUTCOME,
-        "parent": lifecycle.PARENT}
+        "parent": lifecycle.PARENT, "code": lifecycle.CODE}
 
 
 def run_row(r: Run, baseline: bool = False) -> dict[str, Any]:

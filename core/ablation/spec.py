@@ -35,7 +35,6 @@ from pydantic import (
 )
 
 from core.errors import ConfigError
-from core.paths import ABLATIONS_DIR
 from core.pretrain import Source, sources_of
 from core.schema import Experiment
 from core.sequential import SeedPlan
@@ -111,6 +110,11 @@ class Ablation(StudySpec):
         for axis, values in (self.vary or self.grid or {}).items():
             if not values:
                 raise ValueError(f"{axis}: list at least one value")
+            seen = [repr(v) for v in values]
+            twice = sorted({v for v in seen if seen.count(v) > 1})
+            if twice:
+                raise ValueError(f"{axis}: {', '.join(twice)} listed more than once; each "
+                                 "value is one variant")
         return self
 
     def seed_list(self, override: int | None = None) -> list[int]:
@@ -129,7 +133,7 @@ class Ablation(StudySpec):
 
 
 def load_ablation(name_or_path: str | Path) -> Ablation:
-    return load_spec(Ablation, name_or_path, ABLATIONS_DIR, "ablation")
+    return load_spec(Ablation, name_or_path, "ablations")
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,9 @@ def expand_variants(ab: Ablation, sets: list[str] | None = None, smoke: bool = F
         variants.insert(0, Variant("baseline", {}, base_exp, base_hash))
         seen[base_hash] = "baseline"
     names = [v.name for v in variants]
+    if (ab.vary or ab.grid) and len(variants) < 2:
+        raise ConfigError(f"{where}: every value gives the same config ({names[0]}), so there "
+                          "is nothing to compare; list values that differ")
     if ab.baseline is not None:
         if ab.baseline not in names:
             hint = difflib.get_close_matches(ab.baseline, names, n=1)

@@ -2,6 +2,6 @@
 
 # Import order is the order `ablab axes` lists them in.
 from core.augment import _none, _moderate, _extreme, _custom  # noqa: F401, I001  (registration)
-from core.augment._base import POLICIES, build_layers, register, resolve
+from core.augment._base import POLICIES, build_layers, is_plugin, layers, register, resolve
 
-__all__ = ["POLICIES", "build_layers", "register", "resolve"]
+__all__ = ["POLICIES", "build_layers", "is_plugin", "layers", "register", "resolve"]

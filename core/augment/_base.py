@@ -9,13 +9,35 @@ from core.registry import Registry
 from core.schema import AugmentConfig, OpRanges
 
 Policy = Callable[[OpRanges], OpRanges]
-POLICIES: Registry[Policy] = Registry("augment.strength")
+
+
+def _plugin(fn: Callable, path: str) -> Policy:
+    """A user's `policy(options) -> [Keras layers]` applies no built-in ops: `layers` asks
+    the plugin for its own."""
+    return lambda ops: OpRanges()
+
+
+POLICIES: Registry[Policy] = Registry("augment.strength", adapt=_plugin)
 register = POLICIES.register
 
 
+def is_plugin(cfg: AugmentConfig) -> bool:
+    return bool(POLICIES.meta(cfg.strength).get("plugin"))
+
+
 def resolve(cfg: AugmentConfig) -> OpRanges:
-    """The ranges a policy applies (custom policies use `augment.ops` as given)."""
+    """The ranges a built-in policy applies (custom policies use `augment.ops` as given)."""
     return POLICIES[cfg.strength](cfg.ops)
+
+
+def layers(cfg: AugmentConfig, seed: int | None = None) -> list:
+    """The policy's preprocessing layers: a plugin's own, or the built-in ops."""
+    if is_plugin(cfg):
+        from core.plugins import bind
+
+        fn = POLICIES.plugin(cfg.strength)
+        return list(fn(bind(fn, cfg.options, "augment", cfg.strength)))
+    return build_layers(resolve(cfg), seed)
 
 
 def build_layers(ops: OpRanges, seed: int | None = None) -> list:

@@ -50,7 +50,40 @@ class Dataset:
 
 
 Loader = Callable[[DataConfig], Pool]
-SOURCES: Registry[Loader] = Registry("data.source")
+
+
+def _plugin(fn: Callable, path: str) -> Loader:
+    """A user's `load(options, data_config) -> (x, y, class_names)` as a source: images of
+    any size (uint8 or float in [0, 1]) resized to data.image_size and data.channels."""
+
+    def load(cfg: DataConfig) -> Pool:
+        from core.plugins import bind
+
+        out = fn(bind(fn, cfg.options, "data", path), cfg)
+        if isinstance(out, Pool):
+            return out
+        try:
+            x, y, names = out
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.source: {path} returned {type(out).__name__}; expected "
+                              "(x, y, class_names) or a core.data.Pool") from None
+        x = np.asarray(x)
+        x = x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype("float32")
+        y = np.asarray(y).astype("int32")
+        names = [str(n) for n in names]
+        if len(x) != len(y) or x.ndim not in (3, 4):
+            raise ConfigError(f"data.source: {path} returned {len(x)} images of shape "
+                              f"{x.shape[1:]} and {len(y)} labels; expected as many NHWC "
+                              "images as labels")
+        if len(y) and (y.min() < 0 or y.max() >= len(names)):
+            raise ConfigError(f"data.source: {path} returned labels outside 0..{len(names) - 1}")
+        return Pool(resize(x, cfg.image_size, cfg.channels), y, names,
+                    info={"plugin": path})
+
+    return load
+
+
+SOURCES: Registry[Loader] = Registry("data.source", adapt=_plugin)
 register = SOURCES.register
 
 

@@ -7,7 +7,7 @@ Three steps, each once per machine and folder content:
   class without images in a split, a split folder missing. Files that are not images by their
   extension (Thumbs.db, .DS_Store, notes) are skipped and counted.
 - the decoded cache: every image decoded once (parallel), resized, stored as uint8 at the
-  configured size in a memmap under $ABLAB_CACHE (default ~/.cache/ablab/folders), keyed by the
+  configured size in a memmap under $ABLAB_CACHE/folders (<project>/mlruns/cache), keyed by the
   file list, sizes and mtimes and the image settings. Every worker and trial on the machine
   reads it; a changed folder gets a new key. Unreadable images are an error listing them, or
   skipped with `data.on_corrupt=skip`.
@@ -33,6 +33,7 @@ from core.data import leakage
 from core.data._base import Pool, register
 from core.data._rows import RowFile, Rows
 from core.errors import ConfigError
+from core.paths import cache_dir
 from core.schema import DataConfig
 
 SPLIT_DIRS = ("train", "validation", "test")
@@ -42,7 +43,7 @@ _LOCK = threading.Lock()
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ABLAB_CACHE", Path.home() / ".cache" / "ablab")) / "folders"
+    return cache_dir() / "folders"
 
 
 @dataclass

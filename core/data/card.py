@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.data._base import Dataset
+from core.paths import cache_dir
 from core.schema import AugmentConfig, DataConfig
 
 SPLITS = ("train", "validation", "test")
@@ -184,10 +185,10 @@ def plot_augmented(ds: Dataset, aug: AugmentConfig, path: Path, views: int = VIE
     Keras preprocessing layers, as training applies them."""
     import keras
 
-    from core.augment import build_layers, resolve
+    from core.augment import layers as policy_layers
     from core.plots import plt, save
 
-    layers = build_layers(resolve(aug), seed=seed)
+    layers = policy_layers(aug, seed=seed)
     rows = [imgs[0] for imgs in samples(ds, 1) if imgs][:8]
     fig, axes = plt.subplots(len(rows), views, squeeze=False,
                              figsize=(1.1 * views + 1, 1.1 * len(rows) + 0.6))
@@ -240,7 +241,7 @@ def cached(cfg: DataConfig, policies: dict[str, AugmentConfig], out: Path,
     cache = check(cfg, console)
     blob = json.dumps({k: v.model_dump(mode="json") for k, v in sorted(policies.items())})
     key = digest_of(cfg, VERSION + getattr(cache, "key", "") + blob)
-    home = Path(os.environ.get("ABLAB_CACHE", Path.home() / ".cache" / "ablab")) / "cards"
+    home = cache_dir() / "cards"
     kept = home / key
     if not (kept / "data.json").exists():
         card, ds = build(cfg, console)

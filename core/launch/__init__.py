@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.paths import MLRUNS_DIR
+from core.paths import mlruns_dir
 
 
 def launch_dir(study: str) -> Path:
     from core.tracking import slug
 
-    folder = MLRUNS_DIR / "launch" / slug(study) / time.strftime("%Y%m%d-%H%M%S")
+    folder = mlruns_dir() / "launch" / slug(study) / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

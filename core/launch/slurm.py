@@ -11,9 +11,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import paths
 from core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 WARN_S = 120  # SIGUSR1 this long before the time limit
 
 
@@ -31,7 +31,7 @@ class SlurmJob:
     sbatch: list[str] = field(default_factory=list)  # more #SBATCH options, as given
     log_dir: Path = Path("logs")
     python: str = sys.executable
-    root: Path = ROOT
+    root: Path = field(default_factory=paths.root)  # the project: tasks start there
 
 
 def script(job: SlurmJob) -> str:

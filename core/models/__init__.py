@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.augment import build_layers, resolve
+from core.augment import layers
 from core.models import _applications, _cnn, policy  # noqa: F401  (registration)
 from core.models._base import ACTIVATIONS, BACKBONES, register
 from core.models.heads import HEADS
@@ -20,7 +20,7 @@ def build_model(exp: Experiment, input_shape: tuple[int, int, int], n_classes: i
     import keras
 
     inputs = keras.Input(input_shape, name="image")
-    aug = build_layers(resolve(exp.augment))
+    aug = layers(exp.augment)
     x = keras.Sequential(aug, name="augment")(inputs) if aug else inputs
     if backbone is None:
         backbone = BACKBONES[exp.model.backbone](exp.model, input_shape)

@@ -12,7 +12,20 @@ from core.registry import Registry
 from core.schema import ModelConfig
 
 Builder = Callable[[ModelConfig, tuple[int, int, int]], "object"]
-BACKBONES: Registry[Builder] = Registry("model.backbone")
+
+
+def _plugin(fn: Callable, path: str) -> Builder:
+    """A user's `build(options, input_shape) -> keras.Model` as a backbone."""
+
+    def build(cfg: ModelConfig, input_shape: tuple[int, int, int]):
+        from core.plugins import bind
+
+        return fn(bind(fn, cfg.options, "model", path), input_shape)
+
+    return build
+
+
+BACKBONES: Registry[Builder] = Registry("model.backbone", adapt=_plugin)
 register = BACKBONES.register
 
 ACTIVATIONS: Registry[Callable[[], object]] = Registry("model.activation")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import lifecycle, tracking
-from core.paths import BEST_DIR, REPORTS_DIR
+from core.paths import best_dir, reports_dir
 from core.search.spec import Search, experiment_for
 from core.study.spec import Base
 
@@ -35,7 +35,7 @@ def best_experiment_yaml(s: Search, study: optuna.Study, base: Base) -> tuple[st
             f"{s.direction}, trial {best.number} of {len(study.trials)}).\n"
             f"# Written by `ablab search {s.name}`; a complete experiment:\n"
             f"#   ablab train {s.name}_best --seed 0\n{body}")
-    return text, BEST_DIR / f"{s.name}_best.yaml"
+    return text, best_dir() / f"{s.name}_best.yaml"
 
 
 def importances(study: optuna.Study) -> dict[str, float]:
@@ -99,7 +99,7 @@ def finalize(s: Search, study: optuna.Study, base: Base, c: MlflowClient, exp_id
         console.print("[yellow]No completed trial yet: no best config.[/]")
         return summary
     parent = study.user_attrs["mlflow_parent_run_id"]
-    out = REPORTS_DIR / f"search-{s.name}"
+    out = reports_dir() / f"search-{s.name}"
     out.mkdir(parents=True, exist_ok=True)
     text, best_path = best_experiment_yaml(s, study, base)
     best_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,6 @@ from core.axes import by_path
 from core.config import validate
 from core.dicts import deep_merge, nest
 from core.errors import ConfigError
-from core.paths import SEARCHES_DIR
 from core.schema import Experiment
 from core.search.samplers import PRUNERS, SAMPLERS
 from core.study.spec import Base, StudySpec, check_axis, dotted, load_spec
@@ -132,7 +131,7 @@ class Search(StudySpec):
 
 
 def load_search(name_or_path: str | Path) -> Search:
-    s = load_spec(Search, name_or_path, SEARCHES_DIR, "search")
+    s = load_spec(Search, name_or_path, "searches")
     for key in s.space:
         check_axis(key, "space")
     SAMPLERS.check(s.sampler)

@@ -26,7 +26,7 @@ from rich.console import Console, RenderableType
 from core import tracking
 from core.errors import ConfigError
 from core.lifecycle import ATTR_KEY, lost
-from core.paths import MLRUNS_DIR, default_storage
+from core.paths import default_storage, mlruns_dir
 from core.pretrain import Source
 from core.study import record
 from core.study.options import RunOptions
@@ -215,7 +215,7 @@ class Study(ABC):
     def _pool(self) -> WorkerPool:
         cmd = self.engine.worker_cmd(self.queue_name, self.storage, self.tracking_uri)
         slots = device_slots(self.opts.workers, self.opts.per_gpu)
-        return self.engine.pool(cmd, slots, MLRUNS_DIR / "logs" / tracking.slug(self.queue_name))
+        return self.engine.pool(cmd, slots, mlruns_dir() / "logs" / tracking.slug(self.queue_name))
 
     def recover(self, queue: Queue, c: MlflowClient, exp_id: str, live: set[str]) -> None:
         """After a crash, SIGKILL or Ctrl-C: fail RUNNING trials whose worker is gone (with

@@ -15,7 +15,7 @@ from core.axes import SEED_AXIS, by_alias, resolve_path
 from core.config import find_file, load_raw, parse_sets, read_yaml, validate, validate_model
 from core.dicts import deep_merge, flatten, nest
 from core.errors import ConfigError
-from core.schema import Experiment, all_paths
+from core.schema import Experiment, all_paths, option_path
 
 
 class StudySpec(BaseModel):
@@ -43,9 +43,10 @@ class StudySpec(BaseModel):
         return "\n".join(lines) or self.description
 
 
-def load_spec(model: type[StudySpec], name_or_path: str | Path, folder: Path, kind: str):
-    """An ablation or search file: found by name or path, named after the file."""
-    path = find_file(name_or_path, folder, kind)
+def load_spec(model: type[StudySpec], name_or_path: str | Path, kind: str):
+    """An ablation or search file (`kind`: ablations, searches): found by name or path,
+    named after the file."""
+    path = find_file(name_or_path, kind)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
     data["path"] = str(path)
@@ -62,8 +63,8 @@ def check_axis(key: str, where: str) -> str:
     path = resolve_path(key)
     if path == SEED_AXIS:
         raise ConfigError(f"{where}.{key}: {SEED_IS_NOT_AN_AXIS}")
-    if path in all_paths(Experiment):
-        return path
+    if path in all_paths(Experiment) or option_path(path):
+        return path  # a plugin's option is checked against its Options model
     known = list(by_alias()) + all_paths(Experiment)
     hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     raise ConfigError(f"{where}.{key}: not an axis" + (f"; did you mean {hint[0]}?" if hint
@@ -99,6 +100,10 @@ def study_base(spec: StudySpec, sets: list[str] | None = None, smoke: bool = Fal
     base_path = Path(spec.path).parent / f"{spec.base}.yaml" if spec.path else None
     raw = load_raw(base_path if base_path and base_path.exists() else spec.base)
     layers = [dotted(spec.set, "set")]
+    if smoke and not spec.smoke:
+        raise ConfigError(f"--smoke: {spec.name or spec.base} has no `smoke:` block, so a smoke "
+                          "run would be the whole study; add one (e.g. smoke: {train.epochs: 1, "
+                          "data.max_samples: 200}) or drop --smoke")
     if smoke:
         layers.append(dotted(spec.smoke, "smoke"))
     cli = flatten(parse_sets(sets))

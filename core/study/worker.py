@@ -238,14 +238,14 @@ def serve_pool(queue_name: str, storage_uri: str, tracking_uri: str | None, wait
     restarted while the queue has work (after a crash or a memory recycle), stopped together
     on Ctrl-C; supervised by the loop the coordinator uses. Returns how many times a worker
     process was started."""
-    from core.paths import MLRUNS_DIR
+    from core.paths import mlruns_dir
     from core.study.pool import Pool, Supervisor
     from core.study.slots import device_slots
     from core.tracking import slug
 
     cmd = worker_cmd(queue_name, storage_uri, tracking_uri, wait)
     pool = Pool(cmd, device_slots(workers, per_gpu, gpus),
-                MLRUNS_DIR / "logs" / slug(f"worker-{queue_name}"))
+                mlruns_dir() / "logs" / slug(f"worker-{queue_name}"))
     queue = Queue(storage_uri, queue_name, create=False)
     console.print(f"{len(pool.slots)} worker process(es) on slots "
                   f"{', '.join(s['ABLAB_SLOT'] for s in pool.slots)}; logs in {pool.log_dir}")
