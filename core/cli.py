@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import os
 import sys
@@ -13,13 +11,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from core.cli_options import (
+    PerGpuOpt,
+    SetOpt,
+    StorageOpt,
+    UriOpt,
+    console,
+    study_command,
+)
 from core.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ablab: seeded, repeated ablation studies of image classifiers, "
                        "tracked in MLflow.\n\nExample: ablab run bn_trainable, then ablab "
                        "report bn_trainable and ablab ui.")
-console = Console()
 err_console = Console(stderr=True)
 app.add_typer(__import__("core.launch.cli", fromlist=["app"]).app, name="launch")
 DEBUG = {"on": False}
@@ -43,14 +48,6 @@ def _options_for_all(
         found = paths.find_project()
         if found:  # spawned workers resolve the same project, wherever they start
             os.environ["ABLAB_PROJECT"] = str(found)
-
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key=value "
-                   "(dotted path or axis alias), e.g. --set train.lr=3e-4")]
-UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI "
-                   "(default: $MLFLOW_TRACKING_URI or sqlite under mlruns/)")]
-StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage: RDB URL or "
-                       "journal-file path (default: $ABLAB_STORAGE or mlruns/optuna.journal)")]
-
 
 @app.command()
 def axes(
@@ -173,46 +170,6 @@ def pretrain(
     console.print(f"pretraining [bold]{experiment}[/] ({src.exp.train.epochs} epochs, seed "
                   f"{pt.SEED})...")
     console.print(f"pretrained backbone: {pt.ensure(src, c)}")
-
-
-WorkersOpt = Annotated[int | None, typer.Option(help="worker processes (default: one per "
-                       "device slot: each GPU x --per-gpu, or 1 on CPU)")]
-PerGpuOpt = Annotated[int, typer.Option(help="workers per visible GPU")]
-SmokeOpt = Annotated[bool, typer.Option(help="apply the file's `smoke:` overrides")]
-NoWorkersOpt = Annotated[bool, typer.Option("--no-workers", help="only enqueue; `ablab worker` "
-                         "processes (here or on other machines) do the work")]
-
-
-STUDY_OPTIONS = {"workers": (WorkersOpt, None), "per_gpu": (PerGpuOpt, 1),
-                 "set_": (SetOpt, None), "smoke": (SmokeOpt, False),
-                 "tracking_uri": (UriOpt, None), "storage": (StorageOpt, None),
-                 "no_workers": (NoWorkersOpt, False)}
-
-
-def study_command(fn):
-    """`run` and `search` take the same options (core.study.RunOptions): they are added to
-    the command's CLI signature here, once, and handed to it as `opts`."""
-    sig = inspect.signature(fn, eval_str=True)
-    own = [p for p in sig.parameters.values() if p.name != "opts"]
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                annotation=annotation)
-              for name, (annotation, default) in STUDY_OPTIONS.items()]
-
-    @functools.wraps(fn)
-    def command(**kw):
-        from core.study import RunOptions
-
-        o = {name: kw.pop(name) for name in STUDY_OPTIONS}
-        if o["per_gpu"] < 1:
-            raise ConfigError(f"--per-gpu: expected a positive integer, got {o['per_gpu']}")
-        opts = RunOptions(workers=o["workers"], per_gpu=o["per_gpu"], sets=o["set_"],
-                          smoke=o["smoke"], tracking_uri=o["tracking_uri"],
-                          storage=o["storage"], enqueue_only=o["no_workers"], console=console)
-        return fn(**kw, opts=opts)
-
-    command.__signature__ = sig.replace(parameters=own + shared)
-    command.__annotations__ = {p.name: p.annotation for p in own + shared}
-    return command
 
 
 def _run_study(study):

@@ -71,6 +71,13 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             if not isinstance(got, dict):
                 msg += f" (got {got!r})"
         lines.append(msg)
+    return one_line(lines)
+
+
+def one_line(lines: list[str]) -> str:
+    """'Invalid config (src):' and its problems: one line when there is one problem."""
+    if len(lines) == 2:
+        return f"{lines[0]} {lines[1].strip()}"
     return "\n".join(lines)
 
 
@@ -90,8 +97,8 @@ def validate(data: dict[str, Any], source: str, explicit: Iterable[str] = ()) ->
         check_names(exp)
         check_acts(exp, explicit)
     except ConfigError as err:
-        body = "\n".join(f"  {line}" for line in str(err).splitlines())
-        raise ConfigError(f"Invalid config ({source}):\n{body}") from None
+        raise ConfigError(one_line([f"Invalid config ({source}):", *(
+            f"  {line}" for line in str(err).splitlines())])) from None
     return exp
 
 

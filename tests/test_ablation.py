@@ -129,8 +129,8 @@ def test_hashes_are_taken_once_at_expansion(tmp_path):
     src.write_text("base: digits_cnn\ntrain: {epochs: 3}\n")
     target = tmp_path / "target.yaml"
     target.write_text(f"base: digits_cnn\nmodel: {{weights: 'pretrain:{src}'}}\n")
-    a = Ablation(name="t", base=str(tmp_path / "target.yaml"), vary={"finetune": ["full"]},
-                 seeds=2)
+    a = Ablation(name="t", base=str(tmp_path / "target.yaml"),
+                 vary={"finetune": ["full", "head_only"]}, seeds=2)
     trials = expand_trials(a)
     attrs = [t.to_attrs() for t in trials]  # what the queue holds
     src.write_text("base: digits_cnn\ntrain: {epochs: 4}\n")

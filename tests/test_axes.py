@@ -49,10 +49,16 @@ def test_every_axis_is_settable(axis):
         load_experiment("digits_cnn", ctx + [f"{axis.path}={json.dumps(v)}"])
 
 
+# Axes whose only registered value is the default: a plugin of the `ablab init` example (an
+# import path, as a user would give it) is the second value they are varied to.
+PLUGIN_VALUES = {"train.fit": ["core.template.project.mymodel:clipped_fit"]}
+
+
 def _values(axis) -> list:
     """Valid values to try: the suggested ones, else the registry's or Literal's choices;
     names that need the network or a folder are left out."""
     vals = list(axis.suggested) or axis.choices()
+    vals += PLUGIN_VALUES.get(axis.path, [])
     offline = [v for v in vals if not str(v).startswith(("keras:", "imagenet"))
                and v != "folder"]
     return offline

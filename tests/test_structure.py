@@ -80,7 +80,8 @@ def test_schema_is_a_leaf():
     """The schema imports nothing of core's but dict helpers; everything else imports it."""
     graph = import_graph()
     assert graph["core.schema"] <= {"core.dicts"}
-    assert graph["core.registry"] <= {"core.errors"}
+    assert graph["core.registry"] <= {"core.errors", "core.plugins"}
+    assert graph["core.plugins"] <= {"core.errors", "core.paths", "core.lifecycle"}
 
 
 @pytest.mark.parametrize("field", ["data.source", "augment.strength", "model.backbone",

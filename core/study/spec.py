@@ -98,7 +98,9 @@ class Base:
 def study_base(spec: StudySpec, sets: list[str] | None = None, smoke: bool = False) -> Base:
     """The base experiment with the file's `set:`, its `smoke:` if asked, then --set."""
     base_path = Path(spec.path).parent / f"{spec.base}.yaml" if spec.path else None
-    raw = load_raw(base_path if base_path and base_path.exists() else spec.base)
+    beside = base_path is not None and base_path.exists() \
+        and base_path.resolve() != Path(spec.path).resolve()  # `base: parts` in parts.yaml
+    raw = load_raw(base_path if beside and base_path else spec.base)
     layers = [dotted(spec.set, "set")]
     if smoke and not spec.smoke:
         raise ConfigError(f"--smoke: {spec.name or spec.base} has no `smoke:` block, so a smoke "
