@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_every_kind_resolves_from_the_project_folder_and_builds(project):
                    "options": {"momentum": 0.5}})
     data = load_dataset(e.data)
     assert data.class_names == ["a", "b", "c"] and data.input_shape == (8, 8, 1)
-    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0  # uint8 scaled
+    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0  # uint8 scaled
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 90
     model = build_model(e, data.input_shape, data.n_classes)
     assert model.get_layer("backbone").get_layer("myconv").filters == 5
@@ -226,7 +227,7 @@ def test_a_raising_plugin_fails_its_trial_with_the_traceback_and_others_run(proj
     good = run_trial(Trial.new(exp(model={"backbone": "myplug:net"}), 0, "plug"), c=c)
     assert bad.outcome == Outcome.FAILED and "my backbone is broken" in (bad.error or "")
     tb = c.download_artifacts(bad.run_id, "traceback.txt")
-    assert "RuntimeError: my backbone is broken" in open(tb).read()
+    assert "RuntimeError: my backbone is broken" in Path(tb).read_text()
     assert good.outcome in (Outcome.OK, Outcome.COLLAPSED)
     tags = c.get_run(good.run_id).data.tags
     assert tags["ablab.code.model.backbone"].startswith("myplug:net@")

@@ -15,6 +15,7 @@ from core import paths
 from core.errors import ConfigError
 
 WARN_S = 120  # SIGUSR1 this long before the time limit
+KILL_WAIT_S = 30  # SLURM's default KillWait: after SIGTERM, this long until SIGKILL
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.launch.slurm import KILL_WAIT_S
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -74,7 +76,7 @@ def cluster(folder: Path) -> Iterator[dict[str, str]]:
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
         "JobAcctGatherType=jobacct_gather/none", "SchedulerType=sched/backfill",
         "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "GresTypes=gpu",
-        "ReturnToService=2", "MpiDefault=none", "KillWait=30",
+        "ReturnToService=2", "MpiDefault=none", f"KillWait={KILL_WAIT_S}",
         f"NodeName={host} CPUs={os.cpu_count() or 2} RealMemory=4000 Gres=gpu:2 "
         "State=UNKNOWN",
         "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))

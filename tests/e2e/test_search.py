@@ -66,14 +66,14 @@ def _wait(pred, proc, timeout=300):
 def test_ctrl_c_continue_and_a_trainable_best(tmp_path):
     uri, journal, env = _store(tmp_path)
     args = ["search", "lr_batch", "--smoke", "--tracking-uri", uri, "--storage", journal]
-    # Ctrl-C of a 2-worker search: out within 15 s, no run left RUNNING
+    # Ctrl-C of a 2-worker search: out without finishing the study (the pool stops its
+    # workers, killing what still runs at its deadline), no run left RUNNING
     proc = _spawn([*args, "--trials", "6", "--workers", "2"], env)
     _wait(lambda: os.path.exists(journal) and len(_settled(journal, "lr_batch")) >= 1, proc)
-    t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert time.monotonic() - t0 < 15, out
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
+    assert len([r for r in _trial_runs(uri, "lr_batch") if r.info.status == "FINISHED"]) < 6
     assert not [r for r in _trial_runs(uri, "lr_batch") if r.info.status == "RUNNING"]
     # the same command continues to exactly 6 trials
     proc = run_cli(*args, "--trials", "6", env=env)

@@ -63,10 +63,12 @@ def _closed_port() -> int:
 
 def _fails_fast(args, *names):
     t0 = time.monotonic()
-    proc = run_cli(*args, timeout=60)
+    proc = run_cli(*args, timeout=240)
     took = time.monotonic() - t0
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert took < 15, took
+    # The limit this guards: MLflow's own retries of an unreachable server (7, backoff factor
+    # 2) take over 2 minutes before an error; ablab's check answers at its first try.
+    assert took < 60, took
     err = " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr + proc.stdout
     assert err.startswith("error:") and err.count("error:") == 1
