@@ -1,8 +1,9 @@
-"""The verdict rules' simulated operating figures (issue 21, second pass): seeds planned for
+"""The verdict rules' simulated operating figures (issues 21 and 31): seeds planned for
 80% power against simulated power, power under Holm at the planned n, Welch with 2 seeds
 against the permutation test, CI coverage at the accuracy ceiling, the sequential rule's false
-rate at t-calibrated levels, and the sign-flip test where failure counts differ. Pure numpy,
-about a minute.
+rate at t-calibrated levels, the sign-flip test where failure counts differ, the failure
+caveat's firing rates (exact and simulated), and how often verdict and interval agree in
+small permutation-decided studies. Pure numpy, about two minutes.
 
     .venv/bin/python -m bench.verdicts
 """
@@ -16,6 +17,7 @@ from core import planning, stats
 from tests.test_sequential import SMALL_LOOKS, sequential_false_rate
 from tests.test_stats import simulate_unpaired_false_rate
 from tests.test_stats_calibration import failure_null_rates, simulated_power
+from tests.test_verdicts import caveat_rate_exact, caveat_rate_simulated, random_study
 
 
 def holm_power(m: int, dz: float, n: int, studies: int = 4000) -> float:
@@ -66,6 +68,22 @@ def main() -> None:
             print(f"collapse rates {rates}, {n} seeds: sign-flip used in {r['used']:.3f}, "
                   f"false better/worse when used {r['false_rate_when_used']:.4f}, "
                   f"whole rule {r['false_rate_overall']:.4f}")
+    for rate_b, rate_v in ((0, 0), (0.05, 0.05), (0.1, 0.1), (0.2, 0.2), (0, 0.3)):
+        print(f"failure caveat, failure rates baseline {rate_b:.0%} variant {rate_v:.0%}, 10 "
+              f"seeds: exact {caveat_rate_exact(rate_b, rate_v):.4f} (McNemar), simulated "
+              f"{caveat_rate_simulated(rate_b, rate_v, True, studies=20000):.4f} paired, "
+              f"{caveat_rate_simulated(rate_b, rate_v, False, studies=20000):.4f} unpaired")
+    from core.ablation.analysis import comparison_table
+
+    rng = np.random.default_rng(31)
+    agree = used = 0
+    for _ in range(400):
+        row = comparison_table(random_study(rng)).iloc[0]
+        if row["test"] in ("sign-flip", "permutation"):
+            used += 1
+            decided = row["verdict"].startswith(("better", "worse"))
+            agree += decided == (not row["diff_ci_low"] <= 0 <= row["diff_ci_high"])
+    print(f"small permutation-decided studies: verdict and Holm CI agree in {agree}/{used}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from scipy import special as sp
 from scipy import stats as st
 
 from core import permutation
+from core.permutation import rejects
 
 ALPHA = 0.05
 SD_CONFIDENCE = 0.8  # planning uses this upper confidence limit of the seed SD
@@ -76,7 +77,7 @@ def t_interval(values, level: float = 0.95, bounds=(-math.inf, math.inf),
         return NAN, NAN
     m = float(x.mean())
     if is_constant(x) and se_floor <= 0:
-        return m, m
+        return NAN, NAN  # no spread and no floor: undefined (`ci_note` says why), not [m, m]
     sem = max(float(x.std(ddof=1) / math.sqrt(n)), se_floor)
     lo, hi = st.t.interval(level, n - 1, loc=m, scale=sem)
     return clip(float(lo), float(hi), bounds)
@@ -124,6 +125,17 @@ def binomial_se_floor(values, n_test: float) -> float:
     total = len(x) * n_test
     p = (float(x.sum()) * n_test + 2) / (total + 4)
     return math.sqrt(p * (1 - p) / total)
+
+
+def ci_note(values, se_floor: float = 0.0) -> str:
+    """Why a variant's interval is missing, in words ('' when it has one)."""
+    x = finite(values)
+    if len(x) == 1:
+        return "one seed: no interval (seed noise needs two)"
+    if len(x) >= 2 and is_constant(x) and se_floor <= 0:
+        return (f"every seed scored {x[0]:.4g} and the test set's size was not logged, so "
+                "there is no spread to build an interval from")
+    return ""
 
 
 def describe(values, bounds=(-math.inf, math.inf), se_floor: float = 0.0) -> dict[str, float]:
@@ -283,30 +295,41 @@ def compare(base, other, paired: bool, delta: float | None = None,
         if is_constant(a) and is_constant(b):
             out["replicates"] = 0
             return out
-        if min(len(a), len(b)) < WELCH_MIN_N:
-            out.update(p_value=permutation.permutation_p(a, b), test="permutation",
-                       effect_size=hedges_g(a, b))
-            return out
         se, df = _welch_se_df(a, b)
         out["effect_size"] = hedges_g(a, b)
         sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+        if min(len(a), len(b)) < WELCH_MIN_N:
+            robust, out["test"] = True, "permutation"
     diff = out["diff"]
-    lo, hi = _t_interval(0.95, df, loc=diff, scale=se)
     width = bounds[1] - bounds[0]
-    out.update(diff_ci95_low=float(lo), diff_ci95_high=float(hi), se=se, df=df,
-               p_value=_t_p(diff, se, df))
-    out["diff_ci95_low"], out["diff_ci95_high"] = clip(out["diff_ci95_low"],
-                                                       out["diff_ci95_high"], (-width, width))
-    if failed is not None:
-        out["p_value"] = (permutation.signflip_p(b - a, permutation.paired_flags(failed))
-                          if paired else permutation.permutation_p(a, b, failed))
+    if robust:  # one test gives the p-value, the interval and TOST: the permutation test
+        out["p_value"] = _perm_p(a, b, paired, failed)
         out["diff_ci95_low"], out["diff_ci95_high"] = (
             diff_interval(out, 0.95, bounds, (a, b), failed) if extras else (NAN, NAN))
+        if delta:
+            out["p_tost"] = max(_perm_p(a, b + delta, paired, failed, "greater"),
+                                _perm_p(a, b - delta, paired, failed, "less"))
+    else:
+        lo, hi = _t_interval(0.95, df, loc=diff, scale=se)
+        out.update(se=se, df=df, p_value=_t_p(diff, se, df))
+        out["diff_ci95_low"], out["diff_ci95_high"] = clip(float(lo), float(hi),
+                                                           (-width, width))
+        if delta:
+            out["p_tost"] = max(_t_p(diff, se, df, -delta, "greater"),
+                                _t_p(diff, se, df, delta, "less"))
     if delta:
-        out["p_tost"] = max(_t_p(diff, se, df, -delta, "greater"),
-                            _t_p(diff, se, df, delta, "less"))
         out["sd"] = sd  # what core.planning plans the seeds for delta from
     return out
+
+
+def _perm_p(a: np.ndarray, b: np.ndarray, paired: bool,
+            failed: tuple[np.ndarray, np.ndarray] | None, side: str = "two") -> float:
+    """The permutation test `compare` uses: sign-flip of the paired differences, else the
+    two-sample test, conditioned on unequal failure counts when `failed` is given."""
+    if paired:
+        return permutation.signflip_p(b - a, None if failed is None
+                                      else permutation.paired_flags(failed), side)
+    return permutation.permutation_p(a, b, failed, side)
 
 
 WELCH_MIN_N = 3  # below this in an arm, Welch's df rests on one variance estimate: too liberal
@@ -314,11 +337,13 @@ WELCH_MIN_N = 3  # below this in an arm, Welch's df rests on one variance estima
 
 def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf),
                   arms: tuple[np.ndarray, np.ndarray] | None = None,
-                  failed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+                  failed: tuple[np.ndarray, np.ndarray] | None = None,
+                  tost: bool = False) -> tuple[float, float]:
     """The difference's CI at another level (e.g. Holm-adjusted): from `compare`'s se and df
     for a t-test; for a permutation test, the test inverted on the arms' values (`arms`:
     base, other; `failed`: as `compare` took them), so the interval agrees with the test
-    that decided."""
+    that decided. `tost`: the interval TOST decided on (each end from a one-sided test at
+    (1 - level) / 2; the t interval is that already)."""
     width = bounds[1] - bounds[0]
     if row.get("test") in ("sign-flip", "permutation"):
         if arms is None:
@@ -326,9 +351,10 @@ def diff_interval(row: dict, level: float, bounds=(-math.inf, math.inf),
         a, b = arms
         failed = permutation.unequal(failed)
         lo, hi = (permutation.signflip_interval(
-            b - a, level, None if failed is None else permutation.paired_flags(failed))
-            if row["test"] == "sign-flip" else permutation.permutation_interval(a, b, level,
-                                                                                failed))
+            b - a, level, None if failed is None else permutation.paired_flags(failed),
+            one_sided=tost)
+            if row["test"] == "sign-flip" else permutation.permutation_interval(
+                a, b, level, failed, one_sided=tost))
         return clip(lo, hi, (-width, width))
     if not (math.isfinite(row.get("se", NAN)) and math.isfinite(row.get("df", NAN))):
         return NAN, NAN
@@ -364,7 +390,7 @@ def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
     stopped = None
     for rank, idx in enumerate(ok[np.argsort(p[ok], kind="stable")]):
         step_alpha = alpha / (m - rank)
-        if stopped is None and p[idx] > step_alpha:
+        if stopped is None and not rejects(p[idx], step_alpha):
             stopped = step_alpha
         levels[idx] = 1 - (stopped if stopped is not None else step_alpha)
     return levels.tolist()
@@ -382,13 +408,12 @@ def verdict(row: dict, p_holm: float, p_tost_holm: float, direction: str, delta:
                 "leaves a t-test no spread to use; add seeds")
     if not math.isfinite(p_holm):
         return f"inconclusive: not testable with n={min(row['n_base'], row['n_variant'])}"
-    if p_holm < alpha:
+    tost = bool(delta) and math.isfinite(p_tost_holm) and rejects(p_tost_holm, alpha)
+    if rejects(p_holm, alpha):
         better = row["diff"] > 0 if direction == "maximize" else row["diff"] < 0
-        out = "better" if better else "worse"
-        if delta and math.isfinite(p_tost_holm) and p_tost_holm < alpha:
-            out += f" (but within ±{delta:g})"
-        return out
-    if delta and math.isfinite(p_tost_holm) and p_tost_holm < alpha:
+        return ("better" if better else "worse") + (f" (but within ±{delta:g})" if tost
+                                                    else "")
+    if tost:
         return f"equivalent within ±{delta:g}"
     return "inconclusive"
 
@@ -413,20 +438,23 @@ def impute(how: str, metric: str, direction: str, n_classes: int,
            observed: np.ndarray) -> float:
     """The value a seed without a metric (diverged, failed) counts as: `chance`, `worst`
     (the metric's worst possible value, or the worst seen in the study when it is
-    unbounded), or NaN for `exclude`. A metric with no chance value (Cohen's kappa, IoU, a
-    custom one) under `chance` counts as `worst`: dropping those seeds would let the
-    survivors alone decide."""
+    unbounded), or NaN for `exclude`. A failed seed never improves a variant: under `chance`
+    it counts as chance or as the worst value any seed of the study scored, whichever is
+    worse (a loss whose survivors score above ln K would otherwise gain from divergence). A
+    metric with no chance value (Cohen's kappa, IoU, a custom one) under `chance` counts as
+    `worst`: dropping those seeds would let the survivors alone decide."""
     if how == "exclude":
         return NAN
+    obs = observed[np.isfinite(observed)]
+    seen_worst = (float(obs.min() if direction == "maximize" else obs.max()) if len(obs)
+                  else NAN)
     if how == "chance":
         chance = chance_value(metric, n_classes)
         if math.isfinite(chance):
-            return chance
+            if not math.isfinite(seen_worst):
+                return chance
+            return min(chance, seen_worst) if direction == "maximize" else max(chance,
+                                                                                seen_worst)
     lo, hi = metric_bounds(metric)
     worst = lo if direction == "maximize" else hi
-    if math.isfinite(worst):
-        return worst
-    obs = observed[np.isfinite(observed)]
-    if not len(obs):
-        return NAN
-    return float(obs.min() if direction == "maximize" else obs.max())
+    return worst if math.isfinite(worst) else seen_worst

@@ -41,4 +41,5 @@ def show(console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]]
     for row in rows:
         console.print(Text(str(row[0]), style="bold"))
         for h, cell in zip(headers[1:], row[1:], strict=True):
-            console.print(Text.assemble("  ", (f"{h}: ", "dim"), str(cell)))
+            if str(cell):  # an empty field (no caveat, a decided row's planning) is left out
+                console.print(Text.assemble("  ", (f"{h}: ", "dim"), str(cell)))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import stats
+from core import permutation, stats
 from core.lifecycle import Outcome
 from core.planning import plan_seeds
 
@@ -75,7 +75,8 @@ def seed_values(runs: pd.DataFrame, metric: str = "test_accuracy",
 
 
 VARIANT_FIELDS = ["variant", "baseline", "n", "imputed", "mean", "std", "ci95_low",
-                  "ci95_high", "median", "min", "max", "iqm", "iqm_ci95_low", "iqm_ci95_high",
+                  "ci95_high", "ci_note", "median", "min", "max", "iqm", "iqm_ci95_low",
+                  "iqm_ci95_high",
                   "test_se", "collapse_rate", Outcome.COLLAPSED.value, Outcome.DIVERGED.value,
                   Outcome.FAILED.value, "finished", "failures", "ran", "failure_rate",
                   "failure_ci95_low", "failure_ci95_high", "mean_epochs_run",
@@ -94,6 +95,7 @@ def variant_table(runs: pd.DataFrame, metric: str = "test_accuracy",
         floor = stats.binomial_se_floor(v["value"].to_numpy(), _n_test(fin, metric))
         row = {"variant": name, "baseline": bool(g["baseline"].any()),
                **stats.describe(v["value"].to_numpy(), bounds, floor),
+               "ci_note": stats.ci_note(v["value"].to_numpy(), floor),
                "imputed": int(v["imputed"].sum()),
                "collapse_rate": float((fin["outcome"] == Outcome.COLLAPSED.value).mean()) if n_fin
                else math.nan,
@@ -123,8 +125,9 @@ def _failures(fin: pd.DataFrame, g: pd.DataFrame) -> dict[str, float]:
 
 
 def _n_test(fin: pd.DataFrame, metric: str) -> float:
-    """The test set's size, for an accuracy (whose values are k / n_test); else 0."""
-    if "accuracy" not in metric or "n_test" not in fin or not len(fin):
+    """The test set's size, for a metric in [0, 1] measured on it (an accuracy is k / n_test;
+    F1, recall, precision and AUC carry the same test-set noise, of that order); else 0."""
+    if stats.metric_bounds(metric) != (0.0, 1.0) or "n_test" not in fin or not len(fin):
         return 0.0
     n = float(fin["n_test"].max())
     return n if math.isfinite(n) else 0.0
@@ -162,8 +165,7 @@ def _failed(v: pd.DataFrame) -> np.ndarray:
 def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
                      direction: str = "maximize", baseline: str | None = None,
                      delta: float | None = None, missing_as: str = "chance",
-                     alpha: float = stats.ALPHA,
-                     variants: pd.DataFrame | None = None) -> pd.DataFrame:
+                     alpha: float = stats.ALPHA) -> pd.DataFrame:
     """Each variant against the baseline, paired on the seeds both have. p-values and the
     difference's CI are Holm-adjusted across all comparisons of the study (the CI excludes
     0 exactly when the test rejects); with a declared `delta` (the smallest effect of
@@ -186,13 +188,15 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
         paired, a, b, left, failed = pair_up(base, other)
         res = stats.compare(a, b, paired, delta, bounds, failed=failed)
         res["seeds_for_80_power"] = plan_seeds(delta, res.get("sd", math.nan), len(b), paired,
-                                               n_comparisons)
+                                               n_comparisons)  # shown on undecided rows
         poi = stats.prob_improvement(sign * a, sign * b, paired)
         res.update(prob_improvement=poi[0], prob_improvement_low=poi[1],
                    prob_improvement_high=poi[2])
         rows.append({"variant": name, "baseline": baseline, "metric": metric,
                      "effect_size_kind": "d_z" if paired else "hedges_g",
-                     "failed_seeds": f"{failed[0].sum()} vs {failed[1].sum()}",
+                     "failures": f"{failed[0].sum()} vs {failed[1].sum()}",
+                     "min_p": permutation.min_p(len(a), len(b), paired),
+                     "failure_note": failure_caveat(failed, paired),
                      "left_out_seeds": " ".join(map(str, left)), **res})
         arms.append((a, b, failed))
     df = pd.DataFrame(rows)
@@ -207,35 +211,51 @@ def comparison_table(runs: pd.DataFrame, metric: str = "test_accuracy",
     tost_level = [2 * lv - 1 for lv in stats.holm_levels(df["p_tost"].tolist(), alpha)]
     equivalent = df["verdict"].str.startswith("equivalent")
     df.loc[equivalent, "ci_level"] = np.array(tost_level)[equivalent.to_numpy()]
-    ci = [stats.diff_interval(r, r["ci_level"], bounds, (a, b), failed)
-          for r, (a, b, failed) in zip(df.to_dict("records"), arms, strict=True)]
+    ci = [stats.diff_interval(r, r["ci_level"], bounds, (a, b), failed, tost=eq)
+          for r, (a, b, failed), eq in zip(df.to_dict("records"), arms, equivalent,
+                                           strict=True)]
     df["diff_ci_low"] = [lo for lo, _ in ci]
     df["diff_ci_high"] = [hi for _, hi in ci]
-    if variants is None:  # the variant_table of the same runs, when the caller has it
-        variants = variant_table(runs, metric, direction, missing_as)
-    return with_failure_caveat(df, variants)
+    return with_failure_caveat(df)
 
 
-def with_failure_caveat(ct: pd.DataFrame, vt: pd.DataFrame) -> pd.DataFrame:
-    """A "better" whose variant may fail more often than the baseline did (the upper end of
-    its failure-rate interval above the baseline's observed rate) carries that caveat beside
-    its verdict (column `caveat`): the seeds that ran may simply not have hit the failures
-    (0 of 10 still allows up to 31%)."""
+CAVEAT_P = 0.2  # the one-sided exact test of "the variant fails more often" speaks below this
+
+
+def failure_caveat(failed: tuple[np.ndarray, np.ndarray], paired: bool) -> str:
+    """Said when the variant's runs fail (collapse, diverge, error, imputed) more often than
+    the baseline's in a way the seeds can show: at least one failure of its own and a
+    one-sided exact test below CAVEAT_P (McNemar's on the pairs where only one side failed
+    when paired, Fisher's otherwise). Nothing failed anywhere: silent. Simulated in
+    tests/test_stats_calibration.py (n = 10: 0.7-2.9% with equal failure rates of 5-10%, 61%
+    when the variant fails 30% and the baseline 0%)."""
+    fb, fv = (np.asarray(f, bool) for f in failed)
+    if not fv.any():
+        return ""
+    from scipy import stats as st
+
+    if paired and len(fb) == len(fv):
+        only_v, only_b = int((fv & ~fb).sum()), int((fb & ~fv).sum())
+        p = st.binomtest(only_v, only_v + only_b, 0.5, alternative="greater").pvalue \
+            if only_v else 1.0
+        how = f"McNemar p {p:.2f}"
+    else:
+        p = st.fisher_exact([[int(fv.sum()), int((~fv).sum())],
+                             [int(fb.sum()), int((~fb).sum())]], alternative="greater")[1]
+        how = f"Fisher p {p:.2f}"
+    if p >= CAVEAT_P:
+        return ""
+    return (f"its runs fail more often: {int(fv.sum())}/{len(fv)} against the baseline's "
+            f"{int(fb.sum())}/{len(fb)} ({how}, one-sided)")
+
+
+def with_failure_caveat(ct: pd.DataFrame) -> pd.DataFrame:
+    """The caveat stays beside a verdict it qualifies (better, equivalent) and is dropped
+    beside one it cannot (worse, inconclusive, where the failures already count)."""
     if ct.empty:
         return ct
-    rates = vt.set_index("variant")
-    out = []
-    for r in ct.to_dict("records"):
-        caveat = ""
-        if str(r["verdict"]).startswith("better") and r["variant"] in rates.index and \
-                r["baseline"] in rates.index:
-            upper = rates.loc[r["variant"], "failure_ci95_high"]
-            seen = rates.loc[r["baseline"], "failure_rate"]
-            if math.isfinite(upper) and math.isfinite(seen) and upper > seen:
-                caveat = (f"up to {upper:.0%} of its runs may fail (collapse, diverge, error); "
-                          f"the baseline's failed {seen:.0%}")
-        out.append(caveat)
-    return ct.assign(caveat=out)
+    keep = ct["verdict"].astype(str).str.startswith(("better", "equivalent"))
+    return ct.assign(caveat=ct["failure_note"].where(keep, ""))
 
 
 

@@ -67,8 +67,9 @@ VARIANT_COLUMNS = [
     Column("imputed", lambda r, f: str(r.imputed), ("imputed",), "imputed", live=True),
     Column("mean ± std", lambda r, f: f"{f.num(r.mean)} ± {f.num(r.std)}", ("mean", "std"),
            "mean ± std", live=True),
-    Column("95% CI (t)", lambda r, f: f.ci(r.ci95_low, r.ci95_high),
-           ("ci95_low", "ci95_high"), "95% CI", live=True),
+    Column("95% CI (t)", lambda r, f: f.ci(r.ci95_low, r.ci95_high) + (
+        f" ({f.text(r.ci_note)})" if isinstance(r.ci_note, str) and r.ci_note else ""),
+        ("ci95_low", "ci95_high", "ci_note"), "95% CI", live=True),
     Column("median", lambda r, f: f.num(r.median), ("median",)),
     Column("IQM [95% CI]", lambda r, f: f"{f.num(r.iqm)} {f.ci(r.iqm_ci95_low, r.iqm_ci95_high)}",
            ("iqm", "iqm_ci95_low", "iqm_ci95_high"), "IQM"),
@@ -76,41 +77,61 @@ VARIANT_COLUMNS = [
     Column("test-set SE", lambda r, f: f.num(r.test_se), ("test_se",)),
     Column("collapse rate", lambda r, f: f.num(r.collapse_rate, 2), ("collapse_rate",),
            "collapse"),
-    Column("failed runs [95% CI]", lambda r, f: f"{r.failures}/{r.ran} "
+    # One count, one name: failures = runs that collapsed, diverged or raised (errors)
+    Column("failures [95% CI]", lambda r, f: f"{r.failures}/{r.ran} "
            f"{f.ci(r.failure_ci95_low, r.failure_ci95_high, 2)}",
            ("failures", "ran", "failure_rate", "failure_ci95_low", "failure_ci95_high"),
            "failures"),
     Column(Outcome.DIVERGED.value, lambda r, f: str(getattr(r, Outcome.DIVERGED.value)),
            (Outcome.DIVERGED.value,), Outcome.DIVERGED.value),
-    Column(Outcome.FAILED.value, lambda r, f: str(getattr(r, Outcome.FAILED.value)),
-           (Outcome.FAILED.value,), Outcome.FAILED.value),
+    Column("errors", lambda r, f: str(getattr(r, Outcome.FAILED.value)),
+           (Outcome.FAILED.value,), "errors"),
     Column("epochs", lambda r, f: f.num(r.mean_epochs_run, 1), ("mean_epochs_run",)),
     Column("train s", lambda r, f: f.num(r.mean_train_time_s, 1), ("mean_train_time_s",)),
 ]
 
 
 def _pairs(r: Row, f: Fmt) -> str:
-    failed = r.failed_seeds.split(" vs ")
+    failed = r.failures.split(" vs ")
     return f"{r.test} ({min(r.n_base, r.n_variant)})" + (
-        f", failed seeds {r.failed_seeds}" if failed[0] != failed[1] else "") + (
+        f", failures {r.failures}" if failed[0] != failed[1] else "") + (
         f", left out seeds {f.text(r.left_out_seeds)}" if r.left_out_seeds else "")
 
 
+def _interval(r: Row, f: Fmt) -> str:
+    """The difference and its Holm CI; an interval that can only be the whole range (a
+    permutation test on so few seeds that its smallest p is above the CI's alpha) says so."""
+    text = f"{f.num(r.diff)} {f.ci(r.diff_ci_low, r.diff_ci_high)}"
+    if r.test in ("sign-flip", "permutation") and not stats.rejects(r.min_p, 1 - r.ci_level):
+        text += f" ({f.text(_trivial(r))})"
+    return text
+
+
+def _trivial(r: Row) -> str:
+    n = min(r.n_base, r.n_variant)
+    return (f"any difference: {n} {'pairs' if r.paired else 'seeds a side'} cannot reject at "
+            f"{r.ci_level:.1%}, the smallest {r.test} p is {r.min_p:.3g}")
+
+
 def _seeds(r: Row, f: Fmt) -> str:
-    return f.num(r.seeds_for_80_power, 0) if r.delta_declared else "declare delta"
+    """Shown where it helps a decision: an undecided row (README, Statistics)."""
+    if not str(r.verdict).startswith("inconclusive"):
+        return ""
+    if not r.delta_declared:
+        return "declare delta"
+    return f"{f.num(r.seeds_for_80_power, 0)} to detect ±{r.delta_declared:g}"
 
 
 COMPARISON_COLUMNS = [
     Column("variant", lambda r, f: f.text(r.variant), ("variant",), "variant"),
     Column("verdict", lambda r, f: f.strong(r.verdict), ("verdict",), "verdict"),
     Column("caveat", lambda r, f: f.text(r.caveat), ("caveat",), "caveat"),
-    Column("difference [Holm-adjusted CI]",
-           lambda r, f: f"{f.num(r.diff)} {f.ci(r.diff_ci_low, r.diff_ci_high)}",
-           ("diff", "diff_ci_low", "diff_ci_high"), "diff [Holm CI]"),
+    Column("difference [Holm-adjusted CI]", _interval, ("diff", "diff_ci_low", "diff_ci_high"),
+           "diff [Holm CI]"),
     Column("CI level", lambda r, f: f"{f.num(r.ci_level * 100, 1)}%", ("ci_level",)),
     Column("unadjusted 95% CI", lambda r, f: f.ci(r.diff_ci95_low, r.diff_ci95_high),
            ("diff_ci95_low", "diff_ci95_high")),
-    Column("test (pairs)", _pairs, ("test", "n_base", "n_variant", "failed_seeds",
+    Column("test (pairs)", _pairs, ("test", "n_base", "n_variant", "failures",
                                     "left_out_seeds")),
     Column("p (Holm)", lambda r, f: f.num(r.p_holm), ("p_holm",), "p (Holm)"),
     Column("Wilcoxon p", lambda r, f: f.num(r.p_wilcoxon), ("p_wilcoxon",)),
@@ -119,8 +140,8 @@ COMPARISON_COLUMNS = [
     Column("P(improvement) [95% CI]", lambda r, f: f"{f.num(r.prob_improvement, 2)} "
            f"{f.ci(r.prob_improvement_low, r.prob_improvement_high, 2)}",
            ("prob_improvement", "prob_improvement_low", "prob_improvement_high"), "P(improve)"),
-    Column("seeds for 80% power at ±delta (Holm over the comparisons)", _seeds,
-           ("seeds_for_80_power",), "seeds@80%"),
+    Column("seeds per variant to detect ±delta at 80% power (Holm over the comparisons; "
+           "inconclusive rows)", _seeds, ("seeds_for_80_power",), "seeds@80%"),
 ]
 
 
@@ -162,7 +183,7 @@ def show(console, columns: list[Column], df: pd.DataFrame, title: str,
 
 def with_delta(ct: pd.DataFrame, delta: float | None) -> pd.DataFrame:
     """The comparison table with what its seed-planning column needs to know."""
-    return ct.assign(delta_declared=bool(delta)) if len(ct) else ct
+    return ct.assign(delta_declared=delta or 0.0) if len(ct) else ct
 
 
 # ----------------------------------------------------------------------------- notes

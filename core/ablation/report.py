@@ -122,8 +122,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     vals = seed_values(runs, metric, direction, missing_as)
     vt = variant_table(runs, metric, direction, missing_as)
-    ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as,
-                          variants=vt)
+    ct = comparison_table(runs, metric, direction, delta=delta, missing_as=missing_as)
     expected = expected if expected is not None else expected_trials(ab)
     rep = adaptive_replay(runs, ab, expected, metric, direction, delta, missing_as)
     adaptive = None
@@ -131,7 +130,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         expected = [t for t in expected if t.seed < rep.seeds_of(t.variant)]
         if len(ct):
             ct["verdict"] = [rep.verdict(v, delta) for v in ct["variant"]]
-            ct = with_failure_caveat(ct, vt)
+            ct = with_failure_caveat(ct)
         looks_table(rep).to_csv(out_dir / "looks.csv", index=False)
         adaptive = section(rep, len(ct))
     missing = missing_trials(expected, runs)

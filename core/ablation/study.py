@@ -224,7 +224,7 @@ def print_summary(res: StudyResult, metric: str, console: Console) -> None:
                                                  Outcome.DIVERGED, Outcome.FAILED))
     console.print(
         f"trials: {c['finished']} finished ({ok} ok, {gone} collapsed, {div} diverged), "
-        f"{fail} failed, {c['missing']} missing of {res.total}; {res.already_done} were "
+        f"{fail} errors, {c['missing']} missing of {res.total}; {res.already_done} were "
         "already done before this run.")
     if res.crashed_out:
         console.print(f"[red]{len(res.crashed_out)} trial(s) crashed their worker "
