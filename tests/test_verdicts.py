@@ -250,7 +250,7 @@ def test_case5_equivalent_rows_show_the_interval_tost_decided_on():
             assert row["test"] == "sign-flip"
             if row["verdict"].startswith("equivalent"):
                 said += 1
-                assert -0.5 <= row["diff_ci_low"] and row["diff_ci_high"] <= 0.5, row
+                assert row["diff_ci_low"] >= -0.5 and row["diff_ci_high"] <= 0.5, row
     assert said >= 10
 
 

@@ -42,7 +42,6 @@ from core.sequential import SeedPlan
 from core.study.spec import StudySpec, dotted, load_spec, study_base
 from core.trial import Trial, source_name, trial_hash
 
-
 POCOCK_FEW_LOOKS = 5  # up to this many looks, Pocock's early spending costs power (README)
 
 
