@@ -61,15 +61,20 @@ def _variant(r: Row, f: Fmt) -> str:
     return f.text(r.variant) + (" " + f.note("(baseline)") if r.baseline else "")
 
 
+def _why(r: Row, f: Fmt) -> str:
+    """Why a variant has no interval, where the table knows (the live table may not)."""
+    note = getattr(r, "ci_note", "")
+    return f" ({f.text(note)})" if isinstance(note, str) and note else ""
+
+
 VARIANT_COLUMNS = [
     Column("variant", _variant, ("variant", "baseline"), "variant", live=True),
     Column("n", lambda r, f: str(r.n), ("n",), "n", live=True),
     Column("imputed", lambda r, f: str(r.imputed), ("imputed",), "imputed", live=True),
     Column("mean ± std", lambda r, f: f"{f.num(r.mean)} ± {f.num(r.std)}", ("mean", "std"),
            "mean ± std", live=True),
-    Column("95% CI (t)", lambda r, f: f.ci(r.ci95_low, r.ci95_high) + (
-        f" ({f.text(r.ci_note)})" if isinstance(r.ci_note, str) and r.ci_note else ""),
-        ("ci95_low", "ci95_high", "ci_note"), "95% CI", live=True),
+    Column("95% CI (t)", lambda r, f: f.ci(r.ci95_low, r.ci95_high) + _why(r, f),
+           ("ci95_low", "ci95_high", "ci_note"), "95% CI", live=True),
     Column("median", lambda r, f: f.num(r.median), ("median",)),
     Column("IQM [95% CI]", lambda r, f: f"{f.num(r.iqm)} {f.ci(r.iqm_ci95_low, r.iqm_ci95_high)}",
            ("iqm", "iqm_ci95_low", "iqm_ci95_high"), "IQM"),
