@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core import lifecycle, tracking
+from core import lifecycle, names, tracking
 from core.errors import ConfigError
 from core.lifecycle import Outcome, Role, role_filter
 
@@ -112,7 +112,7 @@ def _ablation_row(c, exp, parents: list, queued: tuple[int, int, int] | None) ->
     verdicts = [p.data.tags.get(lifecycle.verdict_tag(metric)) for p in parents]
     compared = [v for v in verdicts if v]
     decided = f"{sum(v.startswith(VERDICTS) for v in compared)}/{len(compared)}"
-    sign = -1 if "loss" in metric else 1
+    sign = -1 if names.default_direction(metric) == "minimize" else 1
     scored = [(p.data.metrics.get(f"mean_{metric}"), p) for p in parents]
     scored = [(v, p) for v, p in scored if v is not None and not math.isnan(v)]
     best = max(scored, key=lambda vp: sign * vp[0]) if scored else None
@@ -200,7 +200,7 @@ def doctor(tracking_uri: str | None, storage: str | None) -> list[Check]:
     try:
         c = tracking.client(tracking.check_reachable(uri))
         exp = tracking.get_or_create_experiment(c, "ablab-doctor")
-        c.set_experiment_tag(exp, "ablab.doctor", "written")
+        c.set_experiment_tag(exp, names.DOCTOR, "written")
         checks.append(Check("tracking store", f"{uri}: reachable, writable", True))
     except Exception as err:  # noqa: BLE001 - whatever fails is the finding
         checks.append(Check("tracking store", f"{uri}: {str(err).splitlines()[0][:200]}", False,

@@ -19,6 +19,48 @@ from typing import TYPE_CHECKING, Any, Protocol
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from core.names import (  # noqa: F401  (re-exported: lifecycle.ROLE, ...)
+    BASELINE,
+    CODE,
+    CODE_PREFIX,
+    DATA_PREFIX,
+    DECISION,
+    DECISION_WHY,
+    DETERMINISTIC,
+    DEVICE,
+    DTYPE_POLICY,
+    END_REASON,
+    ERROR,
+    EXPERIMENT,
+    GIT_COMMIT,
+    METRIC,
+    MODEL_URI,
+    N_SEEDS,
+    ONEDNN,
+    OPTUNA_BEST_TRIAL,
+    OPTUNA_PARAMS,
+    OPTUNA_STATE,
+    OPTUNA_STUDY,
+    OUTCOME,
+    PACK,
+    PARENT,
+    PRETRAIN_HASH,
+    PRETRAIN_SOURCE,
+    PRETRAINED_FROM,
+    QUEUE_NUMBER,
+    REPORT_METRIC,
+    ROLE,
+    SEED,
+    SLOT,
+    STUDY,
+    TICKET,
+    TRIAL_HASH,
+    VARIANT,
+    VARIANT_HASH,
+    VERDICT_PREFIX,
+    WORKER,
+)
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -80,7 +122,6 @@ _STATUS = {Outcome.OK: "FINISHED", Outcome.COLLAPSED: "FINISHED", Outcome.SKIPPE
 
 # ------------------------------------------------------------------------ run roles and tags
 
-ROLE = "ablab.role"
 
 
 class Role(str, Enum):
@@ -92,47 +133,8 @@ class Role(str, Enum):
     PRETRAIN = "pretrain"  # a pretraining source's backbone
 
 
-OUTCOME = "ablab.outcome"
-END_REASON = "ablab.end_reason"
-ERROR = "ablab.error"
-TRIAL_HASH = "ablab.trial_hash"
-SEED = "ablab.seed"
-VARIANT = "ablab.variant"
-VARIANT_HASH = "ablab.variant_hash"
-BASELINE = "ablab.baseline"
-STUDY = "ablab.study"
-METRIC = "ablab.metric"
-EXPERIMENT = "ablab.experiment"
-DETERMINISTIC = "ablab.deterministic"
-PACK = "ablab.pack"
-TICKET = "ablab.ticket"
-WORKER = "ablab.worker"
-SLOT = "ablab.slot"
-DECISION = "ablab.decision"
-DECISION_WHY = "ablab.decision_why"
-N_SEEDS = "ablab.n_seeds"
-MODEL_URI = "ablab.model_uri"
-PRETRAIN_HASH = "ablab.pretrain_hash"
-PRETRAIN_SOURCE = "ablab.pretrain_source"
-PRETRAINED_FROM = "ablab.pretrained_from"
-REPORT_METRIC = "ablab.report_metric"
-DEVICE = "ablab.device"
-DTYPE_POLICY = "ablab.dtype_policy"
-ONEDNN = "ablab.onednn"
-CODE = "ablab.code"  # digest of the plugin files that trained it ("builtin": none)
-CODE_PREFIX = "ablab.code."  # + a plugin's field: "module:function@file digest"
-GIT_COMMIT = "ablab.git_commit"  # the project's commit, "+dirty" with uncommitted changes
-DATA_PREFIX = "ablab."  # + a data source's info key (data_cache, data_decoded_here, ...)
-QUEUE_NUMBER = "optuna.trial_number"  # the queue trial a run belongs to
-OPTUNA_STATE = "optuna.state"
-OPTUNA_STUDY = "optuna.study"
-OPTUNA_PARAMS = "optuna.params"
-OPTUNA_BEST_TRIAL = "optuna.best_trial"
-PARENT = "mlflow.parentRunId"
-
-
 def verdict_tag(metric: str) -> str:
-    return f"ablab.verdict_{metric}"
+    return VERDICT_PREFIX + metric
 
 
 def role_filter(role: Role | None, op: str = "=") -> str:

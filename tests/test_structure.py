@@ -103,7 +103,8 @@ def test_unknown_registry_names_are_errors_listing_the_valid_ones(field):
 
 # ----------------------------------------------------------------------------- layers
 
-EDGE = {"core.cli", "core.inventory", "core.ui", "core.server", "core.data_command"}
+EDGE = {"core.cli", "core.cli_options", "core.inventory", "core.ui", "core.server",
+        "core.data_command"}
 STRATEGIES = ("core.ablation", "core.search")
 ENGINE = ("core.study",)
 REPORT = {"core.ablation.report", "core.ablation.figures", "core.ablation.html"}
@@ -178,14 +179,33 @@ def string_constants() -> dict[str, list[str]]:
     return out
 
 
-def test_the_role_tag_and_outcome_names_are_spelled_in_one_module():
-    """`ablab.role` and each outcome's name are written only in core/lifecycle.py; every
-    other module says lifecycle.ROLE, Outcome.DIVERGED, ..."""
+def code_strings() -> dict[str, list[str]]:
+    """Module -> its string constants that are not docstrings (what the code writes)."""
+    out = {}
+    for p in CORE.rglob("*.py"):
+        tree = ast.parse(p.read_text())
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)
+                and isinstance(n.value, ast.Constant)}
+        out[module_name(p)] = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                               and isinstance(n.value, str) and id(n) not in docs]
+    return out
+
+
+def test_every_tag_name_is_spelled_in_one_module():
+    """Every "ablab." tag, attr and metric name is a bare constant of core/names.py (as
+    MLflow keeps mlflow_tags.py); every other module says names.X or lifecycle.X."""
+    where = {m for m, values in code_strings().items()
+             if any(v.startswith("ablab.") for v in values)}
+    assert where == {"core.names"}, where
+    assert import_graph()["core.names"] == set()  # no imports: a leaf anyone may read
+
+
+def test_the_outcome_names_are_spelled_in_one_module():
+    """Each outcome's name is written only in core/lifecycle.py; every other module says
+    Outcome.DIVERGED, ..."""
     from core.lifecycle import Outcome
 
     consts = string_constants()
-    role = {m for m, values in consts.items() if any("ablab.role" in v for v in values)}
-    assert role == {"core.lifecycle"}
     for o in Outcome:
         where = {m for m, values in consts.items() if o.value in values}
         assert where == {"core.lifecycle"}, (o.value, where)

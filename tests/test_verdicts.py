@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from core import permutation, stats
+from core import imputation, permutation, stats
 from core.ablation.analysis import CAVEAT_P, comparison_table, failure_caveat, variant_table
 from core.ablation.render import COMPARISON_COLUMNS, VARIANT_COLUMNS, markdown, with_delta
 
@@ -52,13 +52,13 @@ def test_case1_a_loss_metric_never_rewards_divergence():
         row = comparison_table(runs, "test_loss", "minimize", missing_as=missing_as).iloc[0]
         assert row["diff"] > 0, missing_as  # the variant's loss rose
         assert not row["verdict"].startswith("better")
-    filled = stats.impute("chance", "test_loss", "minimize", 2,
+    filled = imputation.impute("chance", "test_loss", "minimize", 2,
                           np.concatenate([base, survivors]))
     assert filled == pytest.approx(max(base.max(), survivors.max()))
     # where survivors beat chance, chance is still what a diverged seed counts as
-    assert stats.impute("chance", "test_loss", "minimize", 2, np.array([0.3, 0.4])) == \
+    assert imputation.impute("chance", "test_loss", "minimize", 2, np.array([0.3, 0.4])) == \
         pytest.approx(math.log(2))
-    assert stats.impute("chance", "test_accuracy", "maximize", 10, np.array([0.8, 0.9])) == \
+    assert imputation.impute("chance", "test_accuracy", "maximize", 10, np.array([0.8, 0.9])) == \
         pytest.approx(0.1)
 
 
@@ -71,7 +71,7 @@ def test_case1_a_failed_seed_never_improves_a_variant_whatever_the_metric():
                                  ("test_kappa", "maximize", 4), ("test_time_s", "minimize", 2)):
         for _ in range(20):
             values = rng.uniform(0.05, 3.0, 12)
-            fill = stats.impute("chance", metric, direction, k, values)
+            fill = imputation.impute("chance", metric, direction, k, values)
             worst = values.min() if direction == "maximize" else values.max()
             assert (fill <= worst) if direction == "maximize" else (fill >= worst), metric
 

@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import permutation, stats
+from core import imputation, names, permutation, stats
 from core.lifecycle import Outcome
 from core.planning import plan_seeds
 
-
-def default_direction(metric: str, fallback: str = "maximize") -> str:
-    return "minimize" if "loss" in metric or metric.endswith("_time_s") else fallback
+default_direction = names.default_direction  # the one rule: losses, times and costs go down
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +61,7 @@ def seed_values(runs: pd.DataFrame, metric: str = "test_accuracy",
                                                                       keep="last")
     values = latest[metric] if metric in latest else pd.Series(math.nan, index=latest.index)
     observed = values.to_numpy(float)
-    fill = stats.impute(missing_as, metric, direction, n_classes(runs), observed)
+    fill = imputation.impute(missing_as, metric, direction, n_classes(runs), observed)
     missing = ~np.isfinite(observed)
     out = pd.DataFrame({"variant": latest["variant"], "seed": latest["seed"],
                         "value": np.where(missing, fill, observed), "imputed": missing,
@@ -259,10 +257,8 @@ def with_failure_caveat(ct: pd.DataFrame) -> pd.DataFrame:
 
 
 
-PARENT_STATS = ("mean", "std", "ci95_low", "ci95_high", "median", "iqm", "iqm_ci95_low",
-                "iqm_ci95_high")
-COMPARISON_STATS = ("diff", "diff_ci_low", "diff_ci_high", "p_holm", "prob_improvement",
-                    "prob_improvement_low", "prob_improvement_high", "effect_size")
+PARENT_STATS = names.PARENT_STATS
+COMPARISON_STATS = names.COMPARISON_STATS
 
 
 def parent_metrics(row: dict[str, Any], metric: str,

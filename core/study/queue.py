@@ -31,6 +31,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from core import names
 from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, finish
 from core.study import rdb
 from core.study.rdb import Light
@@ -48,8 +49,8 @@ GRACE_S = int(os.environ.get("ABLAB_GRACE_S", 40))
 MAX_ATTEMPTS = 3
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
-META = "ablab.meta"
-CONFIG = "ablab.config."  # + the config's hash: a study attr holding one config's JSON
+META = names.QUEUE_META
+CONFIG = names.QUEUE_CONFIG  # + the config's hash: a study attr holding one config's JSON
 CONFIG_REF = "config_ref"  # a trial's pointer to it
 LIGHT_KEYS = (ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, "pack_key")  # what bookkeeping reads
 CLAIM_CANDIDATES = 32  # WAITING trials a claim looks at: others' wins are skipped
@@ -212,7 +213,7 @@ class Queue:
     def meta(self) -> StudyMeta:
         return self.storage.get_study_user_attrs(self.study_id).get(META, {})
 
-    ENQUEUING = "ablab.enqueuing_since"
+    ENQUEUING = names.QUEUE_ENQUEUING
 
     def set_enqueuing(self, on: bool) -> None:
         """While a coordinator fills the queue, workers wait instead of leaving it empty."""
