@@ -328,6 +328,8 @@ def report(
     tracking_uri: UriOpt = None,
     json_: Annotated[bool, typer.Option("--json", help="print the tables as JSON (for "
                      "scripts) instead of a summary")] = False,
+    where: Annotated[list[str] | None, typer.Option(help="only the trials with COLUMN=VALUE, "
+                     "e.g. fingerprint=3fa2c1d0, isa=avx2, onednn=off, code=...")] = None,
 ) -> None:
     """Statistics, plots and significance for a study: reports/NAME/index.html (one file,
     plots embedded), summary.md, csv; also logged to MLflow.
@@ -347,7 +349,8 @@ def report(
     existing_client(tracking_uri)
     try:
         rep = write_report(ablation, metric, out, tracking_uri, None if json_ else console,
-                           direction=direction, delta=delta, missing_as=missing_as)
+                           direction=direction, delta=delta, missing_as=missing_as,
+                           where=where)
     except LookupError as err:
         raise ConfigError(str(err)) from None
     if json_:

@@ -101,9 +101,13 @@ def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None):
     policy = ("mixed_float16" if device != "cpu" else "mixed_bfloat16") \
         if exp.train.mixed_precision else "float32"
     data = get_data(trial, cache)
+    from core import cost, fingerprint
+
+    cost.reset_gpu_peak()
     tracking.log_batch(c, run_id, params={"data_pipeline": data.pipeline}, tags={
         lifecycle.DEVICE: device, lifecycle.DTYPE_POLICY: policy,
         lifecycle.ONEDNN: os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
+        **fingerprint.tags(exp.train.deterministic),
         **{lifecycle.DATA_PREFIX + k: v for k, v in data.info.items()}})
     log_data_input(c, run_id, trial, data)
     keras.mixed_precision.set_global_policy(policy)
@@ -150,7 +154,7 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
            extra: dict[str, float] | None = None) -> TrialResult:
     """Evaluate a trained model on the test split and log its metrics, outcome and
     artifacts: the same for a model trained alone or as a tower of a pack."""
-    from core import evaluate, model_store, outcome, plots
+    from core import cost, evaluate, model_store, outcome, plots
     from core.train import predict
 
     exp = trial.exp
@@ -188,6 +192,9 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
         kind = outcome.classify(losses, y_true, y_pred)
         if y_pred is None and kind == Outcome.OK:
             kind = Outcome.DIVERGED
+        sample = data.x_test[np.arange(min(len(y_true), cost.THROUGHPUT_BATCH))]
+        final.update(cost.measure(result.model, np.asarray(sample, "float32"),
+                                  len(data.y_train), result.epochs_run, result.train_time_s))
         tracking.log_metrics(c, run_id, final, step=max(result.epochs_run - 1, 0))
         for job in drawn:
             job.result()  # an error drawing is the trial's error

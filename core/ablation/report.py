@@ -90,7 +90,8 @@ def data_card(expected: list, out: Path) -> str:
 def write_report(ref: str, metric: str | None = None, out: str | Path | None = None,
                  tracking_uri: str | None = None, console: Any = None, quiet: bool = False,
                  direction: str | None = None, expected: list | None = None,
-                 delta: float | None = None, missing_as: str | None = None) -> Report:
+                 delta: float | None = None, missing_as: str | None = None,
+                 where: list[str] | None = None) -> Report:
     """`ref`: an ablation name or file (its study), or the name of a study in MLflow.
     `expected`: the trials the study should have (default: the ablation file's). `delta` and
     `missing_as` default to the ablation's; the parent runs are written only with the
@@ -112,6 +113,11 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     runs = load_runs(study, c=c)
     if runs.empty:
         raise LookupError(f"study {study!r} has no trial runs yet")
+    if where:  # compare on one fingerprint (or code version); the parents keep the whole study
+        runs = provenance.where(runs, where)
+        own_counting = False
+        if runs.empty:
+            raise LookupError(f"study {study!r} has no trial runs with {' and '.join(where)}")
     if metric not in runs:
         known = sorted(k for k in runs.columns if k.startswith(("test_", "val_")))
         hint = difflib.get_close_matches(metric, known, n=1)

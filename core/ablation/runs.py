@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core import lifecycle, tracking
+from core import lifecycle, names, tracking
 from core.ablation.analysis import finished
 from core.lifecycle import Role
 from core.study import record
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 # row column -> the run tag it comes from
 TAGS = {"variant": lifecycle.VARIANT, "seed": lifecycle.SEED,
         "trial_hash": lifecycle.TRIAL_HASH, "outcome": lifecycle.OUTCOME,
-        "parent": lifecycle.PARENT, "code": lifecycle.CODE}
+        "parent": lifecycle.PARENT, "code": lifecycle.CODE,
+        "fingerprint": names.FINGERPRINT, "isa": names.FP_ISA, "onednn": names.FP_ONEDNN,
+        "gpu": names.FP_GPU}
 
 
 def run_row(r: Run, baseline: bool = False) -> dict[str, Any]:
