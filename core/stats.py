@@ -21,7 +21,7 @@ import numpy as np
 from scipy import special as sp
 from scipy import stats as st
 
-from core import permutation
+from core import names, permutation
 from core.permutation import rejects
 
 ALPHA = 0.05
@@ -37,7 +37,7 @@ def metric_bounds(metric: str) -> tuple[float, float]:
     m = metric.lower()
     if any(k in m for k in ("accuracy", "f1", "recall", "precision", "auc")):
         return 0.0, 1.0
-    if "loss" in m or m.endswith("_s"):
+    if "loss" in m or m.endswith(("_s", "_ms", "_mb", "_per_s")) or m in names.EXACT_METRICS:
         return 0.0, math.inf
     return -math.inf, math.inf
 

@@ -103,3 +103,44 @@ def plot_confusions(cms: dict[str, tuple[list[str], np.ndarray]], path: Path) ->
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     return save(fig, path)
+
+
+def plot_tradeoffs(table: pd.DataFrame, primary: str, costs: list[str], front: list[str],
+                   path: Path) -> Path | None:
+    """The primary metric against each cost, one panel per cost: a variant is a point at its
+    means with its 95% intervals as error bars (exact costs have none); the Pareto set over
+    all the study's metrics is drawn filled, the rest hollow."""
+    costs = [c for c in costs if c in set(table["metric"])]
+    if not costs or primary not in set(table["metric"]):
+        return None
+    means = table.pivot_table(index="variant", columns="metric", values="mean", sort=False)
+    lo = table.pivot_table(index="variant", columns="metric", values="ci95_low", sort=False,
+                           dropna=False)
+    hi = table.pivot_table(index="variant", columns="metric", values="ci95_high", sort=False,
+                           dropna=False)
+
+    def err(metric: str) -> np.ndarray | None:
+        if metric not in lo or lo[metric].isna().all():
+            return None
+        m = means[metric].to_numpy(float)
+        return np.abs(np.vstack([m - lo[metric].to_numpy(float), hi[metric].to_numpy(float)
+                                 - m]))
+
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.2 * len(costs), 4), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
+        for i, variant in enumerate(means.index):
+            x, y = means.loc[variant, cost], means.loc[variant, primary]
+            xe, ye = err(cost), err(primary)
+            on_front = variant in front
+            ax.errorbar(x, y, xerr=None if xe is None else xe[:, i:i + 1],
+                        yerr=None if ye is None else ye[:, i:i + 1], fmt="o", capsize=3,
+                        mfc=None if on_front else "white", color=f"C{i % 10}",
+                        label=variant)
+            ax.annotate(str(variant), (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+        ax.set_xlabel(cost)
+        ax.set_ylabel(primary)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_title("filled: the Pareto set", fontsize=9, loc="left")
+    fig.suptitle(f"{primary} against each cost (means, 95% intervals)")
+    return save(fig, path)

@@ -53,6 +53,8 @@ CAPTIONS = {
     "learning_curves.png": "Validation accuracy and loss per epoch: mean over seeds, band = ±1 "
                            "std.",
     "confusion_matrices.png": "Confusion matrices summed over seeds.",
+    "tradeoffs.png": "The primary metric against each cost: means with 95% intervals; filled "
+                     "points are the Pareto set over all the study's metrics.",
 }
 
 
@@ -99,7 +101,8 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
            ct: pd.DataFrame, missing: list[str], plots: list[Path], runs: pd.DataFrame,
            exp_id: str, ui: str, notes: list[str], delta: float | None,
            recall: pd.DataFrame | None = None,
-           adaptive: tuple[str, list[dict]] | None = None, data: str = "") -> str:
+           adaptive: tuple[str, list[dict]] | None = None, data: str = "",
+           others: tuple[list[str], list[list[str]], list[str]] | None = None) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(study)}: ablab report</title><style>{STYLE}</style></head>"
              f"<body><h1>{html.escape(study)}</h1><p class='meta'>{html.escape(metric)} "
@@ -120,6 +123,13 @@ def render(study: str, metric: str, direction: str, question: str, vt: pd.DataFr
             [html.escape(r["variant"]), f"<b>{html.escape(r['decision'])}</b>", str(r["n"]),
              html.escape(r["why"]), html.escape(r["looks"]).replace("; ", "<br>")]
             for r in adaptive[1]], table_cls="looks"))
+    if others is not None and others[1]:
+        head, rows, front = others
+        parts.append("<h2>Every metric, with its direction (↑ higher is better, ↓ lower)</h2>")
+        parts.append(_table(head, [[html.escape(c) for c in r] for r in rows],
+                            table_cls="metrics"))
+        parts.append(f"<p>Pareto set over these metrics: <b>"
+                     f"{html.escape(', '.join(front) or '(none)')}</b></p>")
     parts.append("<h2>Per variant</h2>")
     parts.append(_table([c.header for c in VARIANT_COLUMNS], cells(VARIANT_COLUMNS, vt, HTML),
                         table_cls="variants"))

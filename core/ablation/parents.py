@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core import lifecycle, tracking
+from core import lifecycle, names, tracking
 from core.ablation.analysis import PARENT_STATS, parent_metrics, variant_table
 from core.lifecycle import Outcome, Role
 from core.study import record
@@ -95,17 +95,26 @@ def due(seed: int) -> bool:
 
 
 def log_parents(c: MlflowClient, parent_of: dict[str, str], vt: pd.DataFrame,
-                ct: pd.DataFrame, metric: str) -> None:
-    """The report's numbers on each variant's parent, with its comparison and verdict."""
+                ct: pd.DataFrame, metric: str, others: pd.DataFrame | None = None,
+                front: list[str] | None = None) -> None:
+    """The report's numbers on each variant's parent, with its comparison and verdict, and
+    those of the study's other metrics (core/ablation/metrics.py) with the Pareto set."""
+    from core.ablation.metrics import parent_metrics as other_metrics
+
     comp = ct.set_index("variant").to_dict("index") if len(ct) else {}
     for r in vt.to_dict("records"):
         pid = parent_of.get(r["variant"])
         if not pid:
             continue
         x = comp.get(r["variant"])
-        tracking.log_metrics(c, pid, parent_metrics(r, metric, x), step=int(r["n"]))
+        m, tags = (other_metrics(others, r["variant"]) if others is not None and len(others)
+                   else ({}, {}))
+        tracking.log_metrics(c, pid, {**parent_metrics(r, metric, x), **m}, step=int(r["n"]))
         if x is not None:
-            tracking.set_tags(c, pid, {lifecycle.verdict_tag(metric): x["verdict"]})
+            tags[lifecycle.verdict_tag(metric)] = x["verdict"]
+        if front is not None:
+            tags[names.PARETO] = str(r["variant"] in front).lower()
+        tracking.set_tags(c, pid, tags)
 
 
 def parent_table(c: MlflowClient, exp_id: str, parents: dict[str, str], baseline: str,

@@ -25,6 +25,10 @@ from core.ablation.analysis import (
     variant_table,
     with_failure_caveat,
 )
+from core.ablation.metrics import HEADERS as METRIC_HEADERS
+from core.ablation.metrics import by_variant, metric_list, metric_table, pareto, with_primary
+from core.ablation.metrics import cells as metric_cells
+from core.ablation.metrics import markdown as metric_markdown
 from core.ablation.parents import log_parents
 from core.ablation.render import (
     COMPARISON_COLUMNS,
@@ -37,6 +41,7 @@ from core.ablation.render import (
 from core.ablation.runs import histories, load_runs, summed_confusions
 from core.errors import ConfigError
 from core.lifecycle import Role
+from core.termtable import show
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -148,6 +153,19 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     hist = histories(runs, c)
     if len(hist):
         plots.append(figures.plot_learning_curves(hist, out_dir / "learning_curves.png").name)
+    study_metrics = metric_list(metric, direction, ab.metrics[1:] if ab is not None and
+                                ab.metrics else None)
+    others = metric_table(runs, study_metrics[1:])
+    primary_rows = vt.assign(metric=metric, direction=direction)[["variant", "metric",
+                                                                   "direction", "mean"]]
+    front = pareto(pd.concat([primary_rows, others]), study_metrics) if len(others) else []
+    if len(others):
+        others.to_csv(out_dir / "metrics.csv", index=False)
+        trade = figures.plot_tradeoffs(pd.concat([vt.assign(metric=metric), others]), metric,
+                                       [m.name for m in study_metrics[1:]], front,
+                                       out_dir / "tradeoffs.png")
+        if trade:
+            plots.append(trade.name)
     cms = summed_confusions(runs, c)
     cm = figures.plot_confusions(cms, out_dir / "confusion_matrices.png")
     if cm:
@@ -160,7 +178,9 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     warned = provenance.warnings(runs)
     (out_dir / "summary.md").write_text(
         summary_markdown(study, metric, direction, vt, ct, missing, plots, delta, missing_as,
-                         question, recall, adaptive, warned))
+                         question, recall, adaptive, warned)
+        + ("\n## Every metric, with its direction\n\n" + "\n".join(
+            metric_markdown(others, front)) + "\n" if len(others) else ""))
     exp = c.get_experiment_by_name(study)
     assert exp is not None  # load_runs found it
     exp_id = exp.experiment_id
@@ -170,12 +190,18 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
                                    adaptive is not None)
     (out_dir / "index.html").write_text(html.render(
         study, metric, direction, question, vt, ct, missing, [out_dir / p for p in plots],
-        runs, exp_id, ui, notes, delta, recall, adaptive, data))
+        runs, exp_id, ui, notes, delta, recall, adaptive, data,
+        (METRIC_HEADERS, metric_cells(others), front) if len(others) else None))
     if own_counting:  # the parents hold the study's own counting (core.ablation.parents)
         parent_of = runs.drop_duplicates("variant").set_index("variant")["parent"].to_dict()
-        log_parents(c, parent_of, vt, ct, metric)
+        log_parents(c, parent_of, vt, ct, metric, others, front)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:
+        if len(others):
+            show(console, *by_variant(with_primary(others, vt, ct, metric, direction)),
+                 f"{study}: every metric (↑ higher is better, ↓ lower)")
+            console.print(f"Pareto set over {', '.join(m.name for m in study_metrics)}: "
+                          f"{', '.join(front) or '(none)'}")
         print_report(console, study, metric, vt, ct, missing, out_dir, quiet, delta)
         for w in warned:
             console.print(f"[yellow]warning:[/] {w}")

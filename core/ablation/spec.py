@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from core import names
 from core.errors import ConfigError
 from core.pretrain import Source, sources_of
 from core.schema import Experiment
@@ -82,6 +83,20 @@ class Ablation(StudySpec):
     delta: float | None = Field(None, gt=0)
     # How a seed without a metric (diverged, failed) counts in the verdict.
     missing_as: Literal["chance", "worst", "exclude"] = "chance"
+    # Several metrics, one study: the first is primary (it sets `metric` and `direction`);
+    # each is a name or {name: maximize|minimize} (default: names.default_direction). Unset:
+    # the primary metric, then the cost metrics (core/ablation/metrics.py).
+    metrics: list[str | dict[str, Literal["maximize", "minimize"]]] | None = None
+
+    @model_validator(mode="after")
+    def _primary(self) -> Ablation:
+        if self.metrics:
+            first = self.metrics[0]
+            name, d = next(iter(first.items())) if isinstance(first, dict) else (first, None)
+            self.metric = name
+            self.direction = "minimize" if (d or names.default_direction(
+                name, self.direction)) == "minimize" else "maximize"
+        return self
 
     @field_validator("seeds", mode="before")
     @classmethod

@@ -119,6 +119,18 @@ def test_report_after_a_study(one_worker, tmp_path):
             assert m["prob_improvement_test_accuracy"] == pytest.approx(
                 ct.loc[name, "prob_improvement"])
             assert p.data.tags["ablab.verdict_test_accuracy"] == ct.loc[name, "verdict"]
+    # every metric (issue 30): costs per variant on the parents, the table, the trade-off plot
+    costs = pd.read_csv(out / "metrics.csv")
+    assert set(costs["metric"]) == {"n_params", "flops_per_example", "latency_ms",
+                                    "train_time_s"}
+    assert set(costs.loc[costs["metric"] == "n_params", "verdict"]) <= {"baseline",
+                                                                         "equal (exact)"}
+    assert (out / "tradeoffs.png").exists() and "Pareto set over" in flat
+    for p in parents(s["uri"]):
+        m, tags = p.data.metrics, p.data.tags
+        assert m["mean_n_params"] > 0 and m["mean_latency_ms"] > 0
+        assert m["ci95_low_latency_ms"] >= 0 and tags["ablab.pareto"] in ("true", "false")
+        assert "ablab.verdict_latency_ms" in tags
     exp = c.get_experiment_by_name(STUDY)
     study_run = c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'study'")[0]
     logged = {a.path for a in c.list_artifacts(study_run.info.run_id, "report_test_accuracy")}
