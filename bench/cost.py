@@ -37,10 +37,9 @@ def main() -> None:
     print(f"cost.measure: {measure * 1000:.0f} ms median of 5 ({first * 1000:.0f} ms once more) "
           f"= {measure / res.train_time_s:.2%} of the training time")
     print({k: round(v, 3) for k, v in m.items()})
-    from tests.test_cost import profiler_flops
-
     from core.config import load_experiment
     from core.models import build_model
+    from tests.test_cost import profiler_flops
 
     for backbone in ("cnn", "mobilenetv3small", "efficientnetb0", "resnet50"):
         e = load_experiment("digits_cnn", [f"model.backbone={backbone}", "data.image_size=32"])
