@@ -317,15 +317,15 @@ def _fmt(v: Any) -> str:
 
 def plugin_fields(exp: Experiment) -> dict[str, str]:
     """{field: module:function} of every plugin `exp` names."""
-    return {field: name for field in NAMED
-            if plugins.is_path(name := get_dotted(exp, field))}
+    return {field: name for field, reg in NAMED.items()
+            if plugins.is_path(name := get_dotted(exp, field)) and name not in reg}
 
 
 def section_plugins(exp: Experiment, section: str) -> dict[str, Callable]:
     """The module:function plugins named in one section: {path: function}."""
     return {name: reg.plugin(name) for field, reg in NAMED.items()
             if field.startswith(section + ".")
-            and plugins.is_path(name := get_dotted(exp, field))}
+            and plugins.is_path(name := get_dotted(exp, field)) and name not in reg}
 
 
 def check_names(exp: Experiment) -> None:

@@ -227,15 +227,19 @@ class QueueStorage(Protocol):
 Tell = Callable[..., Any]  # optuna.Study.tell, bound to a study with the search's sampler
 
 
-def finish(storage: QueueStorage, trial_id: int, outcome: Outcome, value: float | None = None,
+def finish(storage: QueueStorage, trial_id: int, outcome: Outcome,
+           value: float | list[float] | None = None,
            run_id: str | None = None, *, error: str | None = None,
            tell: Tell | None = None, trial: Any = None) -> Outcome:
     """End one queue trial: its outcome, run and error as attrs, then its Optuna state with
-    the value. A trained trial without a finite value has no result to compare and ends
-    FAIL/failed. `tell` (a search: Optuna's `Study.tell`, so its sampler sees the result) sets
-    the state instead of the storage. A trial already ended meanwhile (failed as stale while
-    its result was on the way) is left as it is: the finished MLflow run is what counts."""
-    if outcome.trained and (value is None or not math.isfinite(value)):
+    the value (a list: one per objective of a multi-objective search). A trained trial
+    without a finite value has no result to compare and ends FAIL/failed. `tell` (a search:
+    Optuna's `Study.tell`, so its sampler sees the result) sets the state instead of the
+    storage. A trial already ended meanwhile (failed as stale while its result was on the
+    way) is left as it is: the finished MLflow run is what counts."""
+    values = None if value is None else [float(v) for v in (
+        value if isinstance(value, list) else [value])]
+    if outcome.trained and (values is None or not all(math.isfinite(v) for v in values)):
         outcome, error = Outcome.FAILED, error or "no finite value of the study's metric"
     if outcome == Outcome.PREEMPTED:
         return_to_queue(storage, trial_id)
@@ -245,8 +249,7 @@ def finish(storage: QueueStorage, trial_id: int, outcome: Outcome, value: float 
         storage.set_trial_user_attr(trial_id, ATTR_RUN_ID, run_id)
     if error:
         storage.set_trial_user_attr(trial_id, ATTR_ERROR, error[:2000])
-    values = [float(value)] if outcome.state == TrialState.COMPLETE and value is not None \
-        else None
+    values = values if outcome.state == TrialState.COMPLETE else None
     if tell is not None:
         # GridSampler asks to stop the study once the grid is covered; outside Optuna's own
         # optimize loop that is a RuntimeError after the state was stored.

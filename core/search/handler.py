@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -95,7 +96,7 @@ class SearchHandler:
             "val_loss" if s.direction == "minimize" else "val_accuracy")
 
     def _finish(self, trial: optuna.Trial, job: Job, outcome: Outcome,
-                value: float | None = None, error: str | None = None) -> Outcome:
+                value: float | list[float] | None = None, error: str | None = None) -> Outcome:
         return self.queue.finish(job, outcome, value, error=error, tell=self.study.tell,
                                  trial=trial)
 
@@ -117,7 +118,8 @@ class SearchHandler:
                 return self._finish(trial, job, Outcome.FAILED, error=str(err))
         return self._finish(trial, job, Outcome.OK, value)
 
-    def _ran_before(self, exp_id: str, job: Job) -> tuple[Outcome, float | None] | None:
+    def _ran_before(self, exp_id: str, job: Job
+                    ) -> tuple[Outcome, float | list[float] | None] | None:
         """A finished MLflow run of this ticket from a lost attempt: (outcome, value)."""
         key = record.quote(str(job.attrs.get("key", "")))
         runs = tracking.search(self.c, exp_id, f"tags.`{lifecycle.TICKET}` = '{key}' and "
@@ -126,12 +128,12 @@ class SearchHandler:
         for r in runs:
             if r.data.tags.get(lifecycle.OPTUNA_STATE) == TrialState.PRUNED.name:
                 return Outcome.PRUNED, None
-            value = r.data.metrics.get(f"objective_{self.s.metric}")
-            if value is not None:
-                return Outcome.OK, value
+            values = [r.data.metrics.get(f"objective_{m}") for m in self.s.objective_names]
+            if all(v is not None for v in values):
+                return Outcome.OK, (values if self.s.multi else values[0])  # type: ignore
         return None
 
-    def objective(self, trial: optuna.Trial, job: Job) -> float:
+    def objective(self, trial: optuna.Trial, job: Job) -> float | list[float]:
         s, c = self.s, self.c
         params = {k: p.suggest(trial, k) for k, p in s.space.items()}
         exp = experiment_for(self.base, params, f"search {s.name}, trial {trial.number}",
@@ -149,9 +151,11 @@ class SearchHandler:
             parent = trial_run.info.run_id
         weights_uri = self.meta["weights_uri"] if source_name(exp.model.weights) else None
         role = Role.TRIAL if trial_run is None else Role.SEED
-        values, runs = [], []
+        values: list[list[float]] = []
+        runs: list[str] = []
         for i in range(s.seeds_per_trial):
-            cb = pruning_callback(trial, self.prune_key) if i == 0 else None
+            # Optuna prunes single-objective studies only: a multi-objective trial runs out
+            cb = pruning_callback(trial, self.prune_key) if i == 0 and not s.multi else None
             t = Trial.new(exp, s.seed + i, s.name, source_hash=self.meta["source_hash"],
                           variant=f"trial {trial.number}", parent_run_id=parent,
                           weights_uri=weights_uri,
@@ -166,15 +170,26 @@ class SearchHandler:
             if cb is not None and type(cb).pruned:
                 _mark(c, runs, trial_run, TrialState.PRUNED)
                 raise optuna.TrialPruned(f"pruned at epoch {res.metrics.get('epochs_run')}")
-            value = trial_value(s.metric, res)
-            if value is None or not math.isfinite(value):
+            seed_values = [trial_value(m, res) for m in s.objective_names]
+            bad = [m for m, v in zip(s.objective_names, seed_values, strict=True)
+                   if v is None or not math.isfinite(v)]
+            if bad:
                 _mark(c, runs, trial_run, TrialState.FAIL)
-                raise RuntimeError(f"trial {trial.number}: no finite {s.metric} "
+                raise RuntimeError(f"trial {trial.number}: no finite {', '.join(bad)} "
                                    f"({res.outcome.value})")
-            values.append(value)
-        objective_value = float(sum(values) / len(values))
-        _mark(c, runs, trial_run, TrialState.COMPLETE, objective_value, s.metric)
-        return objective_value
+            values.append([float(v) for v in seed_values if v is not None])
+        means = [float(np.mean(col)) for col in zip(*values, strict=True)]
+        if s.constraints:  # what the sampler's constraints_func reads (core.search.samplers)
+            from core.search.samplers import CONSTRAINTS_ATTR
+
+            res_metrics = {**res.metrics, **{m: v for m, v in zip(s.objective_names, means,
+                                                                  strict=True)}}
+            trial.set_user_attr(CONSTRAINTS_ATTR, [
+                b.violation(float(res_metrics.get(k, float("nan"))))
+                for k, b in s.constraints.items()])
+        _mark(c, runs, trial_run, TrialState.COMPLETE, dict(zip(s.objective_names, means,
+                                                                strict=True)))
+        return means if s.multi else means[0]
 
 
 def _p(params: dict[str, Any]) -> dict[str, Any]:
@@ -182,12 +197,12 @@ def _p(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mark(c: MlflowClient, runs: list[str], trial_run: Run | None, state: TrialState,
-          value: float | None = None, metric: str = "") -> None:
-    """The objective first, then the state tags: a run tagged COMPLETE always carries its
-    objective, which is how a retried ticket finds a result its worker did not tell."""
+          objectives: dict[str, float] | None = None) -> None:
+    """The objectives first, then the state tags: a run tagged COMPLETE always carries its
+    objectives, which is how a retried ticket finds a result its worker did not tell."""
     target = trial_run.info.run_id if trial_run is not None else runs[0]
-    if value is not None:
-        tracking.log_metrics(c, target, {f"objective_{metric}": value})
+    if objectives:
+        tracking.log_metrics(c, target, {f"objective_{m}": v for m, v in objectives.items()})
     for rid in runs + ([trial_run.info.run_id] if trial_run else []):
         tags = {lifecycle.OPTUNA_STATE: state.name}
         if state == TrialState.PRUNED:

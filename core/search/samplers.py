@@ -16,17 +16,36 @@ SAMPLERS: Registry[Callable[[Search, int], optuna.samplers.BaseSampler]] = Regis
 PRUNERS: Registry[Callable[[Search, int], optuna.pruners.BasePruner]] = Registry("pruner.type")
 
 
-@SAMPLERS.register("tpe")
+# The trial user attr a worker sets before telling Optuna: one value per constraint of the
+# search file, <= 0 when satisfied (Optuna's convention for `constraints_func`).
+CONSTRAINTS_ATTR = "constraints"
+
+
+def constraints_func(s: Search):
+    """Optuna's `constraints_func` for a search with `constraints:`, else None."""
+    if not getattr(s, "constraints", None):
+        return None
+    n = len(s.constraints)
+    return lambda t: t.user_attrs.get(CONSTRAINTS_ATTR, [1.0] * n)
+
+
+@SAMPLERS.register("tpe", multi=True)
 def tpe(s: Search, seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_func(s))
 
 
-@SAMPLERS.register("random")
+@SAMPLERS.register("nsga2", multi=True)
+def nsga2(s: Search, seed: int) -> optuna.samplers.BaseSampler:
+    """NSGA-II, Optuna's genetic sampler for several objectives (Pareto fronts)."""
+    return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func(s))
+
+
+@SAMPLERS.register("random", multi=True)
 def random(s: Search, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-@SAMPLERS.register("grid")
+@SAMPLERS.register("grid", multi=True)
 def grid(s: Search, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler({k: p.grid() for k, p in s.space.items()}, seed=seed)
 

@@ -13,6 +13,10 @@ A search file (searches/NAME.yaml):
     pruner: median        # median | hyperband | none
     metric: val_accuracy  # any per-epoch or final metric; per-epoch ones use the last epoch
     direction: maximize
+    # or several objectives, a Pareto front (Optuna's multi-objective samplers; no pruner):
+    # objectives: [val_accuracy, latency_ms]
+    # directions: [maximize, minimize]          # default: each metric's own direction
+    # constraints: {latency_ms: {max: 20}}      # feasible trials only on the front
     seeds_per_trial: 1    # >1: the objective is the mean over seeds
     timeout: null         # seconds per worker
     smoke: {train.epochs: 2}
@@ -101,6 +105,22 @@ class Param(BaseModel):
             int(self.bounds[0]) if self.type == "int" else self.bounds[0])
 
 
+class Bound(BaseModel):
+    """A constraint on one metric of a trial: feasible when min <= value <= max."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 when satisfied, else how far outside."""
+        if value != value:  # NaN: the metric is missing, infeasible
+            return 1.0
+        return max((self.min - value) if self.min is not None else -1.0,
+                   (value - self.max) if self.max is not None else -1.0)
+
+
 class PrunerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,6 +138,42 @@ class Search(StudySpec):
     seeds_per_trial: int = Field(1, ge=1)
     seed: int = 0
     timeout: float | None = Field(None, gt=0)
+    objectives: list[str] | None = None
+    directions_: list[Literal["maximize", "minimize"]] | None = Field(None, alias="directions")
+    constraints: dict[str, Bound] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _objectives(self) -> Search:
+        if self.directions_ and not self.objectives:
+            raise ValueError("directions: list the objectives they belong to (objectives:)")
+        if self.objectives:
+            if len(set(self.objectives)) != len(self.objectives):
+                raise ValueError("objectives: each metric once")
+            if self.directions_ and len(self.directions_) != len(self.objectives):
+                raise ValueError(f"directions: {len(self.directions_)} given for "
+                                 f"{len(self.objectives)} objectives")
+            self.metric = self.objectives[0]
+            self.direction = self.directions[0]  # type: ignore[assignment]
+        return self
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.objectives) and len(self.objectives or []) > 1
+
+    @property
+    def objective_names(self) -> list[str]:
+        return list(self.objectives or [self.metric])
+
+    @property
+    def directions(self) -> list[str]:
+        if not self.objectives:
+            return [self.direction]
+        from core.names import default_direction
+
+        given: list[str] = list(self.directions_ or [])
+        return given or [default_direction(m) for m in self.objectives]
 
     @property
     def pruner_spec(self) -> PrunerSpec:
@@ -136,6 +192,12 @@ def load_search(name_or_path: str | Path) -> Search:
         check_axis(key, "space")
     SAMPLERS.check(s.sampler)
     PRUNERS.check(s.pruner_spec.type)
+    if s.multi and not SAMPLERS.meta(s.sampler).get("multi"):
+        multi = [n for n in SAMPLERS.names() if SAMPLERS.meta(n).get("multi")]
+        raise ConfigError(f"{s.path}: sampler: {s.sampler} optimizes one objective; with "
+                          f"{len(s.objective_names)} objectives use {', '.join(multi)}")
+    if s.constraints and s.sampler not in ("tpe", "nsga2"):
+        raise ConfigError(f"{s.path}: constraints: only the tpe and nsga2 samplers take them")
     if s.sampler == "grid":
         try:
             s.grid_size()

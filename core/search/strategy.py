@@ -73,7 +73,8 @@ class SearchStudy(Study):
             c, exp_id, Role.SEARCH, {lifecycle.STUDY: s.name}, f"search {s.name}",
             tags={lifecycle.OPTUNA_STUDY: self.queue_name, lifecycle.METRIC: s.metric},
             params={"sampler": s.sampler, "pruner": s.pruner_spec.type, "metric": s.metric,
-                    "direction": s.direction, "seeds_per_trial": s.seeds_per_trial,
+                    "direction": s.direction, "objectives": ",".join(s.objective_names),
+                    "directions": ",".join(s.directions), "seeds_per_trial": s.seeds_per_trial,
                     "space": s.model_dump_json(include={"space"})})
         queue.study.set_user_attr("mlflow_parent_run_id", self.parent)
 
@@ -119,6 +120,10 @@ class SearchStudy(Study):
         pruned = queue.count((TrialState.PRUNED,))
         if not done:
             return Text(f"pruned {pruned}")
+        if self.s.multi:
+            front = queue.study.best_trials
+            return Text(f"{len(done)} complete, Pareto front: trials "
+                        f"{', '.join(str(t.number) for t in front)}")
         pick = max if self.s.direction == "maximize" else min
         best = pick(done, key=lambda t: float(t.value or 0.0))
         return Text(f"pruned {pruned}, best {self.s.metric}={best.value:.4f} "
@@ -129,7 +134,7 @@ class SearchStudy(Study):
 
         c = self.engine.client(self.tracking_uri)
         exp_id = tracking.get_or_create_experiment(c, self.name)
-        queue = self.engine.open_queue(self.storage, self.queue_name, self.s.direction)
+        queue = self.engine.open_queue(self.storage, self.queue_name, self.s.directions)
         summary = finalize(self.s, queue.study, self.base, c, exp_id, self.console)
         summary["interrupted"] = interrupted
         return summary

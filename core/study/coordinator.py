@@ -60,7 +60,7 @@ def key_states(keys: list[str], trials: Sequence[FrozenTrial | Light]) -> dict[s
     return out
 
 
-def open_queue(storage: str, name: str, direction: str) -> Queue:
+def open_queue(storage: str, name: str, direction: str | list[str]) -> Queue:
     return Queue(storage, name, direction)
 
 
@@ -71,7 +71,7 @@ class Engine:
     in-memory Optuna storage and a stand-in pool, so the coordinator's decisions are tested
     without processes or TensorFlow."""
 
-    open_queue: Callable[[str, str, str], Queue] = open_queue
+    open_queue: Callable[[str, str, str | list[str]], Queue] = open_queue
     client: Callable[[str], MlflowClient] = tracking.client
     pool: PoolFactory = Pool
     worker_cmd: Callable[[str, str, str], list[str]] = worker_cmd
@@ -170,7 +170,7 @@ class Study(ABC):
             tracking.check_reachable(self.tracking_uri)
             check_storage(self.storage)
         self.check_data()
-        queue = eng.open_queue(self.storage, self.queue_name, self.spec.direction)
+        queue = eng.open_queue(self.storage, self.queue_name, self.spec.directions)
         pool = self._pool()
         queue.set_enqueuing(True)
         try:

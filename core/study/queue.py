@@ -173,20 +173,21 @@ class Job:
 class Queue:
     """One Optuna study used as a work queue, through Optuna's public storage API."""
 
-    def __init__(self, storage_uri: str | BaseStorage, name: str, direction: str = "maximize",
-                 create: bool = True, sampler=None, pruner=None):
+    def __init__(self, storage_uri: str | BaseStorage, name: str,
+                 direction: str | list[str] = "maximize", create: bool = True, sampler=None,
+                 pruner=None):
         """`storage_uri`: a URL or journal path, or an open Optuna storage (tests hand an
-        `InMemoryStorage`)."""
+        `InMemoryStorage`). `direction`: one, or a list (a multi-objective search)."""
+        dirs = [direction] if isinstance(direction, str) else list(direction)
         if isinstance(storage_uri, BaseStorage):
             self.uri, self.storage = "(in memory)", storage_uri
         else:
             self.uri, self.storage = storage_uri, open_storage(storage_uri)
         self.name = name
         if create:
-            self.study = optuna.create_study(study_name=name, storage=self.storage,
-                                             direction=StudyDirection[direction.upper()],
-                                             load_if_exists=True,
-                                             sampler=sampler, pruner=pruner)
+            self.study = optuna.create_study(
+                study_name=name, storage=self.storage, load_if_exists=True, sampler=sampler,
+                pruner=pruner, directions=[StudyDirection[d.upper()] for d in dirs])
         else:
             self.study = optuna.load_study(study_name=name, storage=self.storage,
                                            sampler=sampler, pruner=pruner)
@@ -356,7 +357,7 @@ class Queue:
         return Job(tid, t.number, cast(TrialAttrs, self._with_config(dict(t.user_attrs))),
                    dict(t.params), who)
 
-    def finish(self, job: Job, outcome: Outcome, value: float | None = None,
+    def finish(self, job: Job, outcome: Outcome, value: float | list[float] | None = None,
                run_id: str | None = None, **kw: Any) -> Outcome:
         """End a claimed trial (core.lifecycle.finish)."""
         return finish(self.storage, job.trial_id, outcome, value, run_id, **kw)

@@ -31,6 +31,11 @@ class StudySpec(BaseModel):
     path: str = ""
 
     @property
+    def directions(self) -> list[str]:
+        """The queue's directions: one per objective (several in a multi-objective search)."""
+        return [self.direction]
+
+    @property
     def question(self) -> str:
         """The comment that opens the study file (its question, command and duration)."""
         if not self.path or not Path(self.path).exists():

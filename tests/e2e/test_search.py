@@ -144,3 +144,26 @@ def test_a_bad_region_gets_pruned(tmp_path):
         assert runs[t.number].data.tags["optuna.state"] == "PRUNED"
         assert runs[t.number].data.tags["ablab.outcome"] == "pruned"
         assert runs[t.number].data.metrics["epochs_run"] < 4
+
+
+def test_a_two_objective_search_prints_and_logs_its_pareto_front(tmp_path):
+    """Issue 30: accuracy up and FLOPs down over the architecture space, a latency bound:
+    the front (>= 2 trials) is printed, written to pareto.csv and tagged in MLflow."""
+    import pandas as pd
+
+    uri, journal, env = _store(tmp_path)
+    proc = run_cli("search", "architecture_cost", "--smoke", "--trials", "6",
+                   "--tracking-uri", uri, "--storage", journal, env={**env, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Pareto front" in proc.stdout and "flops_per_example" in proc.stdout
+    front = pd.read_csv(tmp_path / "reports" / "search-architecture_cost" / "pareto.csv")
+    assert len(front) >= 2 and {"val_accuracy", "flops_per_example"} <= set(front.columns)
+    study = _study(journal, "architecture_cost")
+    assert len(study.directions) == 2
+    assert sorted(front["trial"]) == sorted(t.number for t in study.best_trials)
+    runs = _trial_runs(uri, "architecture_cost")
+    tagged = {int(r.data.tags["optuna.trial_number"]) for r in runs
+              if r.data.tags.get("ablab.pareto") == "true"}
+    assert tagged == set(front["trial"])
+    for t in study.best_trials:  # on the front means feasible: latency within its bound
+        assert t.user_attrs["constraints"][0] <= 0
