@@ -118,11 +118,11 @@ def log_data_input(c: MlflowClient, run_id: str, trial: Trial, data) -> None:
     """The data set as the run's MLflow dataset input: named for its source (or folder),
     its digest from its config, files and split seed."""
     from core.data import split_seed
-    from core.data.card import digest_of, name_of
+    from core.data.card import data_digest, name_of
 
     cfg = trial.exp.data
-    extra = f"{data.info.get('data_cache', '')}#{split_seed(cfg, trial.seed)}"
-    tracking.log_dataset(c, run_id, name_of(cfg), digest_of(cfg, extra),
+    digest = data_digest(cfg, data.info.get("data_key", ""), split_seed(cfg, trial.seed))
+    tracking.log_dataset(c, run_id, name_of(cfg), digest,
                          cfg.model_dump_json(), {"train": len(data.y_train),
                                                  "validation": len(data.y_val),
                                                  "test": len(data.y_test),

@@ -228,3 +228,24 @@ def test_ablab_train_and_the_data_card_name_a_leaked_test_image(tmp_path):
     for png in ("class_counts.png", "examples.png", "augment_moderate.png",
                 "augment_extreme.png"):
         assert (tmp_path / "card" / png).exists(), png
+
+
+def test_the_card_and_every_run_name_a_folder_by_one_digest(tmp_path, tracking_uri):
+    """Issue 30: the data card said a3476dfe and the run's MLflow dataset input e53a2c11 for
+    one folder. Both now come from core.data.card.data_digest, which leaves out where the
+    decoded cache lives (it differs per machine)."""
+    from mlflow import MlflowClient
+
+    from core.data.card import build
+    from core.runner import run_trial
+    from core.trial import Trial
+    from tests.conftest import tiny
+
+    make_folder(tmp_path / "imgs")
+    exp = tiny(data={"source": "folder", "path": str(tmp_path / "imgs"), "max_samples": None},
+               train={"epochs": 1})
+    card, _ = build(exp.data)
+    c = MlflowClient(tracking_uri)
+    res = run_trial(Trial.new(exp, 0, "digest"), c=c)
+    inputs = c.get_run(res.run_id).inputs.dataset_inputs
+    assert [i.dataset.digest for i in inputs] == [card.digest]

@@ -301,7 +301,7 @@ def load(cfg: DataConfig) -> Pool:
         rows, y, ok = cache.arrays(split)
         keep = np.flatnonzero(ok)
         parts[split] = (Rows(rows, keep), y[keep])
-    info = {"data_cache": str(cache.folder),
+    info = {"data_cache": str(cache.folder), "data_key": cache.key,
             "data_decoded_here": str(DECODED.get(cache.key, 0))}  # 0: read, not decoded
     if "all" in parts:
         x, labels = parts["all"]

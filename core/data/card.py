@@ -65,6 +65,13 @@ def digest_of(cfg: DataConfig, extra: str = "") -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
+def data_digest(cfg: DataConfig, key: str, split: int) -> str:
+    """The one digest of a data set, on its card and on every run's MLflow dataset input: its
+    config, its files (a folder's key: names, sizes, mtimes, image settings; not where it is
+    cached, which differs per machine) and its split seed."""
+    return digest_of(cfg, f"{key}#{split}")
+
+
 def counts(ds: Dataset) -> pd.DataFrame:
     ys = {"train": ds.y_train, "validation": ds.y_val, "test": ds.y_test}
     table = pd.DataFrame({s: np.bincount(np.asarray(y, int), minlength=ds.n_classes)
@@ -121,7 +128,9 @@ def build(cfg: DataConfig, console: Any = None) -> tuple[DataCard, Dataset]:
         dups = [d.describe() for d in leakage.find(
             {"train": ds.x_train, "validation": ds.x_val, "test": ds.x_test})]
     table = counts(ds)
-    card = DataCard(name_of(cfg), digest_of(cfg, extra), table,
+    from core.data import split_seed
+
+    card = DataCard(name_of(cfg), data_digest(cfg, extra, split_seed(cfg, 0)), table,
                     native_sizes(cfg, files, int(table["total"].sum())), cfg.image_size,
                     skipped, unreadable, dups)
     return card, ds

@@ -143,3 +143,34 @@ def test_report_after_a_study(one_worker, tmp_path):
                    env=s["env"])
     assert proc.returncode == 2 and "test_accuracy" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_study_on_two_fingerprints_says_so_and_compares_on_one(one_worker, tmp_path):
+    """Issue 30: a fourth seed trained with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0: another
+    fingerprint on the same machine). The report names both fingerprints with their variants
+    and seeds; --where fingerprint=... compares on the first one alone. Runs last: it adds
+    seeds to the module's shared study."""
+    import pandas as pd
+
+    s, _ = one_worker
+    proc = run_cli(*run_args(s, "--workers", "1", seeds="4"),
+                   env={**s["env"], "TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = trial_runs(s["uri"])
+    by_seed = {(r.data.tags["ablab.seed"], r.data.tags["ablab.fp.onednn"]) for r in runs}
+    assert {o for seed, o in by_seed if seed == "3"} == {"off"}
+    assert {o for seed, o in by_seed if seed != "3"} == {"on"}
+    on = next(r.data.tags["ablab.fingerprint"] for r in runs
+              if r.data.tags["ablab.seed"] == "0")
+    out = tmp_path / "mixed"
+    proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
+                   env={**s["env"], "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flat = " ".join(proc.stdout.split())
+    assert "The trials ran on 2 machine fingerprints" in flat
+    assert "onednn off" in flat and "seeds 3" in flat and "seeds 0-2" in flat
+    assert "not comparable" in (out / "summary.md").read_text()
+    proc = run_cli("report", STUDY, "--tracking-uri", s["uri"], "--out", str(out),
+                   "--where", f"fingerprint={on}", env=s["env"])
+    assert proc.returncode == 0 and "machine fingerprints" not in proc.stdout
+    assert set(pd.read_csv(out / "summary.csv")["n"]) == {3}
