@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from core import lifecycle, tracking
+from core import lifecycle, names, tracking
 from core.inventory import existing_client
 from core.lifecycle import Role, role_filter
 
@@ -30,11 +30,15 @@ def variant_view(metric: str) -> dict:
     """Parent runs with their aggregate columns, their trial runs nested under them (a click
     expands a variant); ordered by start time, the one order in which MLflow's runs table
     keeps child runs nested."""
-    metrics = [f"{k}_{metric}" for k in ("mean", "std", "ci95_low", "ci95_high", "iqm",
-                                         "diff", "prob_improvement")] + ["n_seeds", metric]
+    first = [f"{k}_{metric}" for k in ("mean", "ci95_low", "ci95_high", "diff")]
+    costs = [f"mean_{m}" for m in names.DEFAULT_COSTS]
+    rest = [f"{k}_{metric}" for k in ("std", "iqm", "prob_improvement")] + ["n_seeds", metric]
+    # The verdict, the mean, its CI and the difference first, the costs next: what a
+    # 1700-pixel window shows without scrolling
     return {"orderByKey": "attributes.start_time", "orderByAsc": False,
-            "selectedColumns": [f"metrics.`{m}`" for m in metrics]
-            + [f"tags.`{lifecycle.verdict_tag(metric)}`", f"tags.`{lifecycle.OUTCOME}`"]}
+            "selectedColumns": [f"tags.`{lifecycle.verdict_tag(metric)}`"]
+            + [f"metrics.`{m}`" for m in first + costs + rest]
+            + [f"tags.`{names.PARETO}`", f"tags.`{lifecycle.OUTCOME}`"]}
 
 
 def study_urls(c: MlflowClient, base: str, only: str | None = None) -> list[tuple[str, str]]:

@@ -4,12 +4,18 @@ prints, and what `ablab report --json` says, with the blocks README quotes betwe
 `<!-- figures:NAME -->` markers; `make readme-figures` writes them (and the walkthrough's plots)
 from such a run. So the next change to the numbers cannot leave README behind.
 
+The figures hold bit for bit on one machine only (an AVX-512 CPU and an AVX2 one give
+different accuracies from the same seeds): README names the fingerprint they came from
+(`figures:machine`), and on a machine with another fingerprint the check compares what must
+agree anywhere (the verdict, and intervals that overlap) and prints both.
+
     python -m tests.readme_figures check|write
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -23,6 +29,26 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 STUDY = "bn_trainable"
 PLOTS = ("per_seed.png", "score_distribution.png")
+
+
+def fingerprint(tmp: Path) -> tuple[str, str]:
+    """The fresh run's fingerprint digest and its parts in words, from a trial run's tags."""
+    from mlflow import MlflowClient
+
+    from core import names
+
+    c = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(STUDY)
+    run = c.search_runs([exp.experiment_id], "tags.`ablab.role` = 'trial'", max_results=1)[0]
+    t = run.data.tags
+    words = (f"{t.get(names.FP_CPU)}, {t.get(names.FP_ISA)}, oneDNN "
+             f"{t.get(names.FP_ONEDNN)}, GPU {t.get(names.FP_GPU)}, "
+             f"{t.get(names.FP_VERSIONS)}")
+    return t.get(names.FINGERPRINT, "unknown"), words
+
+
+def machine_block(digest: str, words: str) -> str:
+    return f"Figures from a machine with fingerprint `{digest}` ({words})."
 
 
 def run_study(tmp: Path) -> tuple[str, dict, float]:
@@ -76,11 +102,38 @@ def marked(text: str, name: str) -> re.Match:
     return m
 
 
+def quoted(text: str) -> tuple[str, float, float]:
+    """README's intro claim: (verdict word, CI low, CI high) in points."""
+    claim = marked(text, "intro").group(1)
+    m = re.search(r"CI (-?[\d.]+) to (-?[\d.]+)", claim)
+    verdict = "better" if " beats " in claim else "worse" if " loses to " in claim else (
+        claim.split(": ")[-1].split('"')[0])
+    return verdict, float(m.group(1)) if m else math.nan, float(m.group(2)) if m else math.nan
+
+
+def elsewhere(text: str, report: dict, digest: str, words: str) -> int:
+    """Another machine: the verdict must match and the intervals overlap."""
+    (c,) = report["comparisons"]
+    verdict, lo, hi = quoted(text)
+    fresh = (c["verdict"].split()[0], 100 * c["diff_ci_low"], 100 * c["diff_ci_high"])
+    same = fresh[0] == verdict and fresh[1] <= hi and lo <= fresh[2]
+    print(f"{marked(text, 'machine').group(1)}\nThis machine: `{digest}` ({words}).\n"
+          f"README: {verdict}, CI {lo:.1f} to {hi:.1f} points; this run: {fresh[0]}, CI "
+          f"{fresh[1]:.1f} to {fresh[2]:.1f} points.")
+    print(f"{'ok' if same else 'MISMATCH'}: another fingerprint, so exact figures differ; "
+          "the verdict " + ("matches and the intervals overlap" if same else
+                            "or the intervals disagree"))
+    return 0 if same else 1
+
+
 def main(mode: str) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ablab-readme-"))
     stdout, report, took = run_study(tmp)
-    want = blocks(stdout, report)
+    digest, words = fingerprint(tmp)
+    want = {**blocks(stdout, report), "machine": machine_block(digest, words)}
     text = README.read_text()
+    if mode == "check" and f"`{digest}`" not in marked(text, "machine").group(1):
+        return elsewhere(text, report, digest, words)
     if mode == "write":
         for name, block in want.items():
             m = marked(text, name)

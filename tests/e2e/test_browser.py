@@ -107,8 +107,9 @@ def test_the_html_report_is_complete_and_self_contained(study, browser):
     page.wait_for_load_state("load")
     assert outside == [], outside  # nothing fetched: plots are embedded, no scripts
     tables = {t: page.locator(f"table.{t} tbody tr").count()
-              for t in ("comparisons", "variants", "runs")}
-    assert tables == {"comparisons": 2, "variants": 3, "runs": 3}, tables
+              for t in ("comparisons", "variants", "runs", "metrics")}
+    # every metric: 3 variants x 4 costs (parameters, FLOPs, latency, training time)
+    assert tables == {"comparisons": 2, "variants": 3, "runs": 3, "metrics": 12}, tables
     text = page.inner_text("body")
     assert "augment=moderate" in text and "Holm" in text
     assert "does augmentation help" in text  # the ablation file's question
@@ -118,7 +119,8 @@ def test_the_html_report_is_complete_and_self_contained(study, browser):
                            "i.complete])")
     assert {alt for alt, _, _ in images} == {
         "per_seed.png", "score_distribution.png", "learning_curves.png",
-        "confusion_matrices.png",  # and the data card: counts, examples, each policy's views
+        "confusion_matrices.png", "tradeoffs.png",
+        # and the data card: counts, examples, each policy's views
         "class_counts.png", "examples.png", "augment_moderate.png", "augment_extreme.png"}
     assert page.locator("table.data tbody tr").count() == 10  # digits: one row per class
     assert "duplicate(s) across splits" in text
