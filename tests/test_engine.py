@@ -384,3 +384,16 @@ def test_workers_logging_one_dataset_at_once_do_not_fail(tracking_uri):
             t.join()
         assert all(len(c.get_run(r).inputs.dataset_inputs) == 1 for r in runs)
     assert errors == []
+
+
+def test_the_ledger_codes_every_outcome_by_a_fixed_code_not_its_order():
+    """Issue 29: the parent's ledger stored each seed's outcome as its index in Outcome, so
+    reordering the enum would reread old ledgers wrongly; the codes are now fixed, one per
+    outcome, and are the indices the ledgers were written with."""
+    from core.ablation.parents import FROM_CODE, LEDGER_CODES
+    from core.lifecycle import Outcome
+
+    assert set(LEDGER_CODES) == set(Outcome)
+    assert len(set(LEDGER_CODES.values())) == len(Outcome)
+    assert all(FROM_CODE[LEDGER_CODES[o]] is o for o in Outcome)
+    assert LEDGER_CODES[Outcome.OK] == 0 and LEDGER_CODES[Outcome.DIVERGED] == 2

@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 
 
 SEED = "seed."  # + the metric: a parent's per-seed values, step = seed
-SEED_OUTCOME = "seed.outcome"  # the index of each seed's Outcome, step = seed
-OUTCOMES = list(Outcome)
+SEED_OUTCOME = "seed.outcome"  # each seed's outcome as its fixed code below, step = seed
+# A metric holds a float, so the ledger stores a code per outcome: fixed here, by value, never
+# by the enum's order (reordering Outcome must not reread old ledgers). These are the codes
+# ledgers were written with.
+LEDGER_CODES = {Outcome.OK: 0, Outcome.COLLAPSED: 1, Outcome.DIVERGED: 2, Outcome.PRUNED: 3,
+                Outcome.FAILED: 4, Outcome.KILLED: 5, Outcome.CRASHED: 6, Outcome.PREEMPTED: 7,
+                Outcome.SKIPPED: 8}
+FROM_CODE = {code: outcome for outcome, code in LEDGER_CODES.items()}
 
 
 def record_seeds(c: MlflowClient, parent_run_id: str, metric: str,
@@ -41,7 +47,7 @@ def record_seeds(c: MlflowClient, parent_run_id: str, metric: str,
     for seed, outcome, metrics in results:
         value = metrics.get(metric)
         items += [Metric(SEED + metric, math.nan if value is None else float(value), ts, seed),
-                  Metric(SEED_OUTCOME, float(OUTCOMES.index(outcome)), ts, seed)]
+                  Metric(SEED_OUTCOME, float(LEDGER_CODES[outcome]), ts, seed)]
         shared.update({k: float(metrics[k]) for k in ("n_classes", "n_test")
                        if metrics.get(k) is not None})
     items += [Metric(k, v, ts, 0) for k, v in shared.items()]
@@ -59,7 +65,7 @@ def ledger_rows(c: MlflowClient, parent_run_id: str, metric: str) -> pd.DataFram
     n = min(len(values), len(outcomes))
     if not n:
         return pd.DataFrame()
-    kinds = [OUTCOMES[int(o.value)] for o in outcomes[:n]]
+    kinds = [FROM_CODE[int(o.value)] for o in outcomes[:n]]
     held = run.data.metrics
     shared: dict[str, float] = {k: held[k] for k in ("n_classes", "n_test") if k in held}
     return pd.DataFrame({

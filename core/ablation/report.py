@@ -197,14 +197,16 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         log_parents(c, parent_of, vt, ct, metric, others, front)
     _log_study_run(c, study, out_dir, metric)
     if console is not None:
+        from rich.markup import escape
+
         if len(others):
             show(console, *by_variant(with_primary(others, vt, ct, metric, direction)),
                  f"{study}: every metric (↑ higher is better, ↓ lower)")
-            console.print(f"Pareto set over {', '.join(m.name for m in study_metrics)}: "
-                          f"{', '.join(front) or '(none)'}")
+            console.print(escape(f"Pareto set over {', '.join(m.name for m in study_metrics)}: "
+                                 f"{', '.join(front) or '(none)'}"))
         print_report(console, study, metric, vt, ct, missing, out_dir, quiet, delta)
         for w in warned:
-            console.print(f"[yellow]warning:[/] {w}")
+            console.print(f"[yellow]warning:[/] {escape(w)}")
     return Report(study, metric, direction, delta, missing_as, out_dir, vt, ct, missing)
 
 
