@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from core import names
+from core.models._base import leaf_layers
 
 LATENCY_CALLS = 20  # timed batch-1 calls (after WARMUP), their median is the latency
 WARMUP = 3
@@ -92,20 +93,11 @@ FREE = {"InputLayer", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ReLU
         "LeakyReLU", "PReLU", "ELU", "TFOpLambda", "Lambda"}
 
 
-def _layers(model):
-    """Every leaf layer, nested models and Sequentials opened."""
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def count_flops(model) -> tuple[int, list[str]]:
     """Forward FLOPs of one example at inference, and the layer types it could not count
     (not in RULES, not known to be free): a plugin's custom layer, say."""
     total, unknown = 0, []
-    for layer in _layers(model):
+    for layer in leaf_layers(model):
         kind = type(layer).__name__
         if kind in RULES:
             total += int(RULES[kind](layer))

@@ -31,6 +31,15 @@ register = BACKBONES.register
 ACTIVATIONS: Registry[Callable[[], object]] = Registry("model.activation")
 
 
+def leaf_layers(model):
+    """Every leaf layer of a model, nested models and Sequentials opened."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
 @ACTIVATIONS.register("relu")
 def _relu():
     import keras

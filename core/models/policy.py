@@ -18,17 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.models._base import leaf_layers
 from core.registry import Registry
 
 FINETUNE: Registry[Callable[[object, bool], None]] = Registry("model.finetune")
 
 
-def _layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _layers(layer)
-        else:
-            yield layer
 
 
 def is_bn(layer) -> bool:
@@ -45,14 +40,14 @@ def head_only(backbone, bn_trainable: bool) -> None:
 @FINETUNE.register("bn_only", bn_choice=False)
 def bn_only(backbone, bn_trainable: bool) -> None:
     backbone.trainable = True
-    for layer in _layers(backbone):
+    for layer in leaf_layers(backbone):
         layer.trainable = is_bn(layer)
 
 
 @FINETUNE.register("full", bn_choice=True)
 def full(backbone, bn_trainable: bool) -> None:
     backbone.trainable = True
-    for layer in _layers(backbone):
+    for layer in leaf_layers(backbone):
         layer.trainable = bn_trainable if is_bn(layer) else True
 
 
