@@ -24,27 +24,32 @@ def chance_value(metric: str, n_classes: int) -> float:
     return NAN
 
 
+def _worst(values: np.ndarray, direction: str) -> float:
+    x = values[np.isfinite(values)]
+    return float(x.min() if direction == "maximize" else x.max()) if len(x) else NAN
+
+
 def impute(how: str, metric: str, direction: str, n_classes: int,
-           observed: np.ndarray) -> float:
+           observed: np.ndarray, own: np.ndarray | None = None) -> float:
     """The value a seed without a metric (diverged, failed) counts as: `chance`, `worst`
-    (the metric's worst possible value, or the worst seen in the study when it is
-    unbounded), or NaN for `exclude`. A failed seed never improves a variant: under `chance`
-    it counts as chance or as the worst value any seed of the study scored, whichever is
-    worse (a loss whose survivors score above ln K would otherwise gain from divergence). A
-    metric with no chance value (Cohen's kappa, IoU, a custom one) under `chance` counts as
-    `worst`: dropping those seeds would let the survivors alone decide."""
+    (the metric's worst possible value, or the worst seen in the study, `observed`, when it
+    is unbounded), or NaN for `exclude`. A failed seed never improves its variant: under
+    `chance` it counts as chance or as the worst value the variant's own seeds scored
+    (`own`), whichever is worse (a loss whose survivors score above ln K would otherwise gain
+    from every divergence). Per variant, so the parent run (which reads its own ledger) and
+    the report count it alike. A metric with no chance value (Cohen's kappa, IoU, a custom
+    one) under `chance` counts as `worst`: dropping those seeds would let the survivors alone
+    decide."""
     if how == "exclude":
         return NAN
-    obs = observed[np.isfinite(observed)]
-    seen_worst = (float(obs.min() if direction == "maximize" else obs.max()) if len(obs)
-                  else NAN)
     if how == "chance":
         chance = chance_value(metric, n_classes)
         if math.isfinite(chance):
-            if not math.isfinite(seen_worst):
+            own_worst = _worst(observed if own is None else own, direction)
+            if not math.isfinite(own_worst):
                 return chance
-            return min(chance, seen_worst) if direction == "maximize" else max(chance,
-                                                                                seen_worst)
+            return min(chance, own_worst) if direction == "maximize" else max(chance,
+                                                                              own_worst)
     lo, hi = metric_bounds(metric)
     worst = lo if direction == "maximize" else hi
-    return worst if math.isfinite(worst) else seen_worst
+    return worst if math.isfinite(worst) else _worst(observed, direction)

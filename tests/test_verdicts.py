@@ -41,7 +41,7 @@ def rejects_and_excludes_zero_agree(row) -> bool:
 def test_case1_a_loss_metric_never_rewards_divergence():
     """test_loss, missing_as chance: 5 of 10 variant seeds diverge, the survivors score 0.80,
     worse than ln 2 = 0.69. Counting a diverged seed as ln 2 made the variant 'better';
-    it now counts as the worst loss the study saw, so the variant cannot gain."""
+    it now counts as the worst loss its own seeds scored, so the variant cannot gain."""
     rng = np.random.default_rng(1)
     base = 0.78 + rng.normal(0, 0.01, 10)
     survivors = 0.80 + rng.normal(0, 0.01, 10)
@@ -53,8 +53,8 @@ def test_case1_a_loss_metric_never_rewards_divergence():
         assert row["diff"] > 0, missing_as  # the variant's loss rose
         assert not row["verdict"].startswith("better")
     filled = imputation.impute("chance", "test_loss", "minimize", 2,
-                          np.concatenate([base, survivors]))
-    assert filled == pytest.approx(max(base.max(), survivors.max()))
+                               np.concatenate([base, survivors]), own=survivors)
+    assert filled == pytest.approx(survivors.max())
     # where survivors beat chance, chance is still what a diverged seed counts as
     assert imputation.impute("chance", "test_loss", "minimize", 2, np.array([0.3, 0.4])) == \
         pytest.approx(math.log(2))

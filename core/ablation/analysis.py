@@ -61,7 +61,11 @@ def seed_values(runs: pd.DataFrame, metric: str = "test_accuracy",
                                                                       keep="last")
     values = latest[metric] if metric in latest else pd.Series(math.nan, index=latest.index)
     observed = values.to_numpy(float)
-    fill = imputation.impute(missing_as, metric, direction, n_classes(runs), observed)
+    k = n_classes(runs)
+    variant = latest["variant"].to_numpy()
+    fills = {v: imputation.impute(missing_as, metric, direction, k, observed,
+                                  observed[variant == v]) for v in dict.fromkeys(variant)}
+    fill = np.array([fills[v] for v in variant], float)
     missing = ~np.isfinite(observed)
     out = pd.DataFrame({"variant": latest["variant"], "seed": latest["seed"],
                         "value": np.where(missing, fill, observed), "imputed": missing,
