@@ -18,6 +18,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("ABLAB_STORAGE", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("ABLAB_LATENCY_CALLS", "3")  # core/cost.py: fewer timed calls per trial
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 # Downloads fail fast and for certain (an unreachable proxy): tests of the offline paths must
 # not depend on whether this machine happens to be online.

@@ -89,9 +89,9 @@ def test_init_and_run_from_a_folder_outside_the_repository(venv, tmp_path):
     cli("init", "proj", cwd=tmp_path)
     proj = tmp_path / "proj"
     sub = proj / "ablations"  # a subfolder: the project is found upward, as git finds a repo
-    out = cli("run", "width", "--seeds", "2", "--workers", "2", cwd=sub)
+    out = cli("run", "width", "--smoke", "--seeds", "2", "--workers", "2", cwd=sub)
     assert "model.options.width=16" in out and "verdict" in out
-    out = cli("run", "fit", "--seeds", "2", "--workers", "2", cwd=proj)
+    out = cli("run", "fit", "--smoke", "--seeds", "2", "--workers", "2", cwd=proj)
     assert "train.fit=mymodel:clipped_fit" in out and "verdict" in out
     import pandas as pd
 

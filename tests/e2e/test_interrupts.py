@@ -106,7 +106,7 @@ def test_failures_collapse_and_missing_cells(tmp_path):
                    s["uri"], "--storage", s["storage"], "--no-report",
                    env={**s["env"], "COLUMNS": "200"})
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the depth=5 trials failed
-    assert "2 failed" in proc.stdout
+    assert "2 errors" in proc.stdout
     runs = trial_runs(s["uri"], "mixed")
     by_status: dict[str, list[str]] = {}
     for r in runs:
