@@ -323,9 +323,8 @@ def plugin_fields(exp: Experiment) -> dict[str, str]:
 
 def section_plugins(exp: Experiment, section: str) -> dict[str, Callable]:
     """The module:function plugins named in one section: {path: function}."""
-    return {name: reg.plugin(name) for field, reg in NAMED.items()
-            if field.startswith(section + ".")
-            and plugins.is_path(name := get_dotted(exp, field)) and name not in reg}
+    return {name: NAMED[field].plugin(name) for field, name in plugin_fields(exp).items()
+            if field.startswith(section + ".")}
 
 
 def check_names(exp: Experiment) -> None:

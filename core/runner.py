@@ -161,7 +161,6 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
     losses = result.history.get("loss", []) + result.history.get("val_loss", [])
     final: dict[str, float] = {"epochs_run": result.epochs_run,
                                "train_time_s": result.train_time_s,
-                               "n_params": result.model.count_params(),
                                "n_classes": data.n_classes, "n_test": len(data.y_test),
                                **(extra or {})}
     val = result.history.get("val_loss", [])

@@ -156,14 +156,12 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
     study_metrics = metric_list(metric, direction, ab.metrics[1:] if ab is not None and
                                 ab.metrics else None)
     others = metric_table(runs, study_metrics[1:])
-    primary_rows = vt.assign(metric=metric, direction=direction)[["variant", "metric",
-                                                                   "direction", "mean"]]
-    front = pareto(pd.concat([primary_rows, others]), study_metrics) if len(others) else []
+    every = with_primary(others, vt, ct, metric, direction)  # the primary's rows first
+    front = pareto(every, study_metrics) if len(others) else []
     if len(others):
         others.to_csv(out_dir / "metrics.csv", index=False)
-        trade = figures.plot_tradeoffs(pd.concat([vt.assign(metric=metric), others]), metric,
-                                       [m.name for m in study_metrics[1:]], front,
-                                       out_dir / "tradeoffs.png")
+        trade = figures.plot_tradeoffs(every, metric, [m.name for m in study_metrics[1:]],
+                                       front, out_dir / "tradeoffs.png")
         if trade:
             plots.append(trade.name)
     cms = summed_confusions(runs, c)
@@ -200,7 +198,7 @@ def write_report(ref: str, metric: str | None = None, out: str | Path | None = N
         from rich.markup import escape
 
         if len(others):
-            show(console, *by_variant(with_primary(others, vt, ct, metric, direction)),
+            show(console, *by_variant(every),
                  f"{study}: every metric (↑ higher is better, ↓ lower)")
             console.print(escape(f"Pareto set over {', '.join(m.name for m in study_metrics)}: "
                                  f"{', '.join(front) or '(none)'}"))
