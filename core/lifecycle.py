@@ -44,6 +44,7 @@ from core.names import (  # noqa: F401  (re-exported: lifecycle.ROLE, ...)
     OUTCOME,
     PACK,
     PARENT,
+    PREEMPTIONS,
     PRETRAIN_HASH,
     PRETRAIN_SOURCE,
     PRETRAINED_FROM,
@@ -58,6 +59,7 @@ from core.names import (  # noqa: F401  (re-exported: lifecycle.ROLE, ...)
     VARIANT,
     VARIANT_HASH,
     VERDICT_PREFIX,
+    WEIGHTS_DIGEST,
     WORKER,
 )
 
@@ -156,6 +158,7 @@ ATTR_ERROR = "error"
 ATTR_WORKER = "worker"
 ATTR_KEY = "key"
 ATTR_PREEMPTIONS = "preemptions"
+ATTR_CHECKPOINT = "checkpoint"  # where a preempted trial continues from (core.checkpoint)
 
 
 class QueueTrial(Protocol):
@@ -204,15 +207,21 @@ def end_run(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = No
         c.set_terminated(run_id, outcome.status)
 
 
-def return_to_queue(storage: QueueStorage, trial_id: int) -> None:
+def return_to_queue(storage: QueueStorage, trial_id: int, run_id: str | None = None) -> None:
     """A preempted trial waits again as the same queue trial (RUNNING -> WAITING through the
-    storage's own state update), its preemptions counted: no coordinator is needed to retry
-    it, and it is not a failed attempt."""
+    storage's own state update), its preemptions counted and its run's checkpoint named: no
+    coordinator is needed to retry it, it is not a failed attempt, and the worker that claims
+    it next continues that run from its checkpoint."""
     n = 0
     get = getattr(storage, "get_trial", None)
     if get is not None:
         n = int(get(trial_id).user_attrs.get(ATTR_PREEMPTIONS, 0))
     storage.set_trial_user_attr(trial_id, ATTR_PREEMPTIONS, n + 1)
+    if run_id:
+        from core.checkpoint import ARTIFACT_PATH
+
+        storage.set_trial_user_attr(trial_id, ATTR_RUN_ID, run_id)
+        storage.set_trial_user_attr(trial_id, ATTR_CHECKPOINT, f"runs:/{run_id}/{ARTIFACT_PATH}")
     with contextlib.suppress(UpdateFinishedTrialError):
         storage.set_trial_state_values(trial_id, TrialState.WAITING)
 
@@ -222,6 +231,16 @@ class QueueStorage(Protocol):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: list[float] | None = None) -> bool: ...
+
+
+def fail_lost(storage: QueueStorage, trial_id: int, outcome: Outcome) -> bool:
+    """A RUNNING queue trial whose worker is gone ends FAIL with why it ended (`outcome`:
+    killed or crashed, so it is retried); False if it had ended meanwhile."""
+    try:
+        storage.set_trial_user_attr(trial_id, ATTR_OUTCOME, outcome.value)
+        return storage.set_trial_state_values(trial_id, outcome.state)
+    except UpdateFinishedTrialError:
+        return False
 
 
 Tell = Callable[..., Any]  # optuna.Study.tell, bound to a study with the search's sampler
@@ -242,7 +261,7 @@ def finish(storage: QueueStorage, trial_id: int, outcome: Outcome,
     if outcome.trained and (values is None or not all(math.isfinite(v) for v in values)):
         outcome, error = Outcome.FAILED, error or "no finite value of the study's metric"
     if outcome == Outcome.PREEMPTED:
-        return_to_queue(storage, trial_id)
+        return_to_queue(storage, trial_id, run_id)
         return outcome
     storage.set_trial_user_attr(trial_id, ATTR_OUTCOME, outcome.value)
     if run_id:

@@ -39,6 +39,8 @@ CODE_PREFIX = "ablab.code."  # + a plugin's field: "module:function@file digest"
 GIT_COMMIT = "ablab.git_commit"  # the project's commit, "+dirty" with uncommitted changes
 DATA_PREFIX = "ablab."  # + a data source's info key (data_cache, data_decoded_here, ...)
 QUEUE_NUMBER = "optuna.trial_number"  # the queue trial a run belongs to
+PREEMPTIONS = "ablab.preemptions"  # how many times its trial was preempted (and resumed)
+WEIGHTS_DIGEST = "ablab.weights_sha256"  # of the final weights: resumed == uninterrupted
 OPTUNA_STATE = "optuna.state"
 OPTUNA_STUDY = "optuna.study"
 OPTUNA_PARAMS = "optuna.params"

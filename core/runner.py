@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core import lifecycle, signals, tracking
+from core import checkpoint, lifecycle, signals, tracking
 from core.errors import ConfigError
 from core.lifecycle import Outcome
 from core.trial import Trial, source_name
@@ -89,8 +89,10 @@ def _write_artifacts(out: Path, trial: Trial, y_true, y_pred, names) -> None:
         (out / "classification_report.json").write_text(json.dumps(rep, indent=2))
 
 
-def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None):
-    """Seeding, device and dtype tags, the data: what every trial does before training."""
+def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None,
+          resumed: bool = False):
+    """Seeding, device and dtype tags, the data: what every trial does before training (a
+    resumed run has its data input already)."""
     import keras
 
     from core import seeding
@@ -109,7 +111,8 @@ def _open(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None):
         lifecycle.ONEDNN: os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
         **fingerprint.tags(exp.train.deterministic),
         **{lifecycle.DATA_PREFIX + k: v for k, v in data.info.items()}})
-    log_data_input(c, run_id, trial, data)
+    if not resumed:
+        log_data_input(c, run_id, trial, data)
     keras.mixed_precision.set_global_policy(policy)
     return data
 
@@ -130,8 +133,9 @@ def log_data_input(c: MlflowClient, run_id: str, trial: Trial, data) -> None:
 
 
 def execute(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None, callbacks: list,
-            keep_backbone: bool) -> TrialResult:
-    """Train and evaluate inside an open run; raises on errors (the caller records them)."""
+            keep_backbone: bool, resume: checkpoint.State | None = None) -> TrialResult:
+    """Train and evaluate inside an open run, from `resume` when the run is a preempted
+    trial's; raises on errors (the caller records them)."""
     import keras
 
     from core import model_store
@@ -141,19 +145,34 @@ def execute(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None,
     if uri:
         tracking.set_tags(c, run_id, {lifecycle.PRETRAINED_FROM: uri})
     try:
-        data = _open(trial, c, run_id, cache)
+        data = _open(trial, c, run_id, cache, resumed=resume is not None)
         backbone = model_store.load_backbone(uri, c) if uri else None
         sink = lambda epoch, row: tracking.log_metrics(c, run_id, row, step=epoch)  # noqa: E731
-        result = fit(trial.exp, data, trial.seed, sink, backbone=backbone, extra=callbacks)
+        result = fit(trial.exp, data, trial.seed, sink, backbone=backbone, extra=callbacks,
+                     resume=resume, save=checkpoint.RunStore(c, run_id).put,
+                     key=checkpoint_key(trial))
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    return record(trial, c, run_id, result, data, keep_backbone)
+    stopped = next((getattr(cb, "outcome", None) for cb in callbacks
+                    if getattr(cb, "outcome", None)), None)
+    return record(trial, c, run_id, result, data, keep_backbone, stopped=stopped)
+
+
+def checkpoint_key(trial: Trial) -> str:
+    """What a checkpoint must match to be continued: the trial (config, seed) and the code
+    of its plugins."""
+    from core.axes import plugin_fields
+    from core.plugins import code_tags
+
+    return checkpoint.key(trial.hash, code_tags(plugin_fields(trial.exp)).get(lifecycle.CODE, ""))
 
 
 def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbone: bool = False,
-           extra: dict[str, float] | None = None) -> TrialResult:
+           extra: dict[str, float] | None = None, stopped: Outcome | None = None
+           ) -> TrialResult:
     """Evaluate a trained model on the test split and log its metrics, outcome and
-    artifacts: the same for a model trained alone or as a tower of a pack."""
+    artifacts: the same for a model trained alone or as a tower of a pack. `stopped`: the
+    outcome of a callback that ended training (a search's pruner)."""
     from core import cost, evaluate, model_store, outcome, plots
     from core.train import predict
 
@@ -191,6 +210,10 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
         kind = outcome.classify(losses, y_true, y_pred)
         if y_pred is None and kind == Outcome.OK:
             kind = Outcome.DIVERGED
+        if stopped is not None and kind != Outcome.DIVERGED:
+            kind = stopped
+        final.update(_resume_metrics(result))
+        tracking.set_tags(c, run_id, {lifecycle.WEIGHTS_DIGEST: weights_digest(result.model)})
         sample = data.x_test[np.arange(min(len(y_true), cost.THROUGHPUT_BATCH))]
         final.update(cost.measure(result.model, np.asarray(sample, "float32"),
                                   len(data.y_train), result.epochs_run, result.train_time_s))
@@ -203,6 +226,26 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
     if keep_backbone and kind != Outcome.DIVERGED:
         model_store.log_backbone(c, run_id, result.model.get_layer("backbone"))
     return TrialResult(run_id, kind, final, history=result.history)
+
+
+def weights_digest(model) -> str:
+    """sha256 over the model's weights, in order: equal digests, bit-identical models."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _resume_metrics(result) -> dict[str, float]:
+    """What preemption cost the trial: epochs of training spent in all, and how many of
+    them were trained twice (work after the last checkpoint, lost at a stop)."""
+    spent = float(getattr(result, "epochs_trained", result.epochs_run))
+    return {"epochs_trained": spent,
+            "epochs_trained_twice": max(0.0, spent - result.epochs_run),
+            "checkpoints": float(getattr(result, "checkpoints", 0)),
+            "checkpoint_s": float(getattr(result, "checkpoint_s", 0.0))}
 
 
 def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache: DataCache | None,
@@ -228,26 +271,46 @@ def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache
 
 
 def start_run(trial: Trial, c: MlflowClient, experiment_id: str) -> str:
+    from core.axes import plugin_fields
+    from core.plugins import code_tags
+    from core.study import record as study_record
+
     tags = {
         lifecycle.SEED: trial.seed,
         lifecycle.TRIAL_HASH: trial.hash,
         lifecycle.EXPERIMENT: trial.exp.name,
         lifecycle.DETERMINISTIC: trial.exp.train.deterministic,
-        lifecycle.ROLE: lifecycle.Role.TRIAL.value,
         **({lifecycle.VARIANT: trial.variant} if trial.variant else {}),
         **trial.tags,
+        **({lifecycle.PARENT: trial.parent_run_id} if trial.parent_run_id else {}),
+        **code_tags(plugin_fields(trial.exp)),
     }
-    if trial.parent_run_id:
-        tags[lifecycle.PARENT] = trial.parent_run_id
-    from core.axes import plugin_fields
-    from core.plugins import code_tags
+    role = lifecycle.Role(trial.tags.get(lifecycle.ROLE, lifecycle.Role.TRIAL.value))
+    return study_record.create_run(c, experiment_id, trial.run_name, role, tags,
+                                   {**trial.exp.flat(), "seed": trial.seed})
 
-    tags.update(code_tags(plugin_fields(trial.exp)))
-    run = c.create_run(experiment_id, run_name=trial.run_name,
-                       tags={k: tracking.fmt(v) for k, v in tags.items()})
-    run_id = run.info.run_id
-    tracking.log_params(c, run_id, {**trial.exp.flat(), "seed": trial.seed})
-    return run_id
+
+def open_run(trial: Trial, c: MlflowClient, experiment_id: str
+             ) -> tuple[str, checkpoint.State | None]:
+    """The trial's run: its preempted attempt's run reopened with the checkpoint to continue
+    from, or (none, or one that cannot be used: said in one line) a new run from epoch 0."""
+    from core.study import record as study_record
+
+    if trial.resume_run_id:
+        try:
+            state = checkpoint.RunStore(c, trial.resume_run_id).get(checkpoint_key(trial))
+        except checkpoint.Unreadable as why:
+            print(f"{trial.run_name}: the checkpoint of run {trial.resume_run_id} cannot be "
+                  f"used ({why}); the trial starts over", flush=True)
+        else:
+            study_record.reopen_run(c, trial.resume_run_id)
+            logged = c.get_metric_history(trial.resume_run_id, "loss")
+            lost = {m.step for m in logged if m.step >= state.epoch}  # trained, then lost
+            state.batches_trained += len(lost) * state.steps_per_epoch
+            print(f"{trial.run_name}: resumed from its checkpoint at epoch "
+                  f"{state.position:.2f} (run {trial.resume_run_id})", flush=True)
+            return trial.resume_run_id, state
+    return start_run(trial, c, experiment_id), None
 
 
 def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | None = None,
@@ -261,8 +324,15 @@ def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | No
     import_tensorflow()
     c = c or tracking.client(tracking_uri)
     experiment_id = tracking.get_or_create_experiment(c, trial.study)
-    return _recorded(c, lambda: [start_run(trial, c, experiment_id)], lambda ids: [
-        execute(trial, c, ids[0], cache, list(callbacks), keep_backbone)])[0]
+    resume: list[checkpoint.State | None] = []
+
+    def start() -> list[str]:
+        run_id, state = open_run(trial, c, experiment_id)
+        resume.append(state)
+        return [run_id]
+
+    return _recorded(c, start, lambda ids: [
+        execute(trial, c, ids[0], cache, list(callbacks), keep_backbone, resume[0])])[0]
 
 
 def run_pack(trials: list[Trial], c: MlflowClient,
@@ -293,23 +363,42 @@ def _recorded(c: MlflowClient, start, work) -> list[TrialResult]:
         preempted = isinstance(stop, signals.Preempted)
         with shielded():
             for r in run_ids:
-                if preempted:
+                if preempted:  # its checkpoint stays: the run continues where it stopped
+                    n = int(c.get_run(r).data.tags.get(lifecycle.PREEMPTIONS, 0)) + 1
+                    tracking.set_tags(c, r, {lifecycle.PREEMPTIONS: n})
                     lifecycle.end_run(c, r, Outcome.PREEMPTED, Outcome.PREEMPTED.value)
                 else:
-                    lifecycle.end_run(c, r, Outcome.KILLED, "stopped by Ctrl-C or SIGTERM")
+                    _end(c, r, Outcome.KILLED, "stopped by Ctrl-C or SIGTERM")
+        if isinstance(stop, signals.Preempted):
+            stop.run_ids = tuple(run_ids)
         raise
     except Exception as err:  # noqa: BLE001 - any trial error is recorded, the study goes on
         tb = traceback.format_exc()
         msg = f"{type(err).__name__}: {err}"
         for r in run_ids:
             c.log_text(r, tb, "traceback.txt")
-            lifecycle.end_run(c, r, Outcome.FAILED, error=msg)
+            _end(c, r, Outcome.FAILED, error=msg)
         return [TrialResult(r, Outcome.FAILED, error=msg) for r in run_ids]
     finally:
         _clear_session()
     for res in results:
-        lifecycle.end_run(c, res.run_id, res.outcome)
+        _end(c, res.run_id, res.outcome)
     return results
+
+
+def keep_checkpoints() -> bool:
+    """`--keep-checkpoints` (ABLAB_KEEP_CHECKPOINTS=1, which workers inherit)."""
+    return os.environ.get("ABLAB_KEEP_CHECKPOINTS", "") not in ("", "0")
+
+
+def _end(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = None,
+         error: str | None = None) -> None:
+    """A trial run ends for good: its checkpoint goes (`--keep-checkpoints` keeps it), so a
+    study holds one per running or preempted trial at most."""
+    lifecycle.end_run(c, run_id, outcome, why, error)
+    if not keep_checkpoints():
+        with contextlib.suppress(Exception):  # no checkpoint, or a store that cannot delete
+            checkpoint.RunStore(c, run_id).delete()
 
 
 @contextlib.contextmanager

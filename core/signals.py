@@ -20,7 +20,10 @@ _state: dict = {"protected": 0, "requested": None, "preemptible": False}
 
 
 class Preempted(KeyboardInterrupt):
-    """The worker was told to stop by its cluster: its trial returns to the queue."""
+    """The worker was told to stop by its cluster: its trial returns to the queue. `run_ids`:
+    the runs it stopped, whose checkpoints the queue names (core.runner sets them)."""
+
+    run_ids: tuple[str, ...] = ()
 
 
 def _stop(signum: int) -> KeyboardInterrupt:
@@ -47,6 +50,12 @@ def preemptible() -> None:
     install()
     signal.signal(signal.SIGUSR1, _handler)
     _state["preemptible"] = True
+
+
+def preempting() -> bool:
+    """A preemption arrived and waits for a safe point (a checkpoint is due before it)."""
+    signum = _state["requested"]
+    return signum is not None and _state["preemptible"] and signum in PREEMPTING
 
 
 def check() -> None:

@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.data import Dataset, to_tf
+import numpy as np
+
+from core import checkpoint
+from core.data import Dataset, to_tf, train_epochs
 from core.models import build_model
 from core.optim import SCHEDULES, make_optimizer
 from core.registry import Registry
@@ -39,10 +42,20 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     epoch_times: list[float] = field(default_factory=list)
     train_time_s: float = 0.0
+    steps_per_epoch: int = 0
+    batches_trained: int = 0  # in all attempts of a resumed trial
+    checkpoints: int = 0
+    checkpoint_s: float = 0.0
 
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
+
+    @property
+    def epochs_trained(self) -> float:
+        """Epochs of training spent, what was trained twice after a stop included."""
+        return self.batches_trained / self.steps_per_epoch if self.steps_per_epoch \
+            else float(self.epochs_run)
 
 
 def _epoch_logger(sink: EpochSink | None, times: list[float]):
@@ -68,18 +81,33 @@ def _epoch_logger(sink: EpochSink | None, times: list[float]):
     return EpochLogger()
 
 
-def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float],
-              stopping: bool = True) -> list:
+def _early_stopping(patience: int):
     import keras
 
-    from core.signals import keras_callback
+    class EarlyStopping(keras.callbacks.EarlyStopping):
+        """Keras' own, restoring the best weights when training ends, not at the end of
+        every fit call a resumed trial takes (`last_call`)."""
 
-    cbs = [keras.callbacks.TerminateOnNaN(), _epoch_logger(sink, times), keras_callback()]
+        last_call = True
+
+        def on_train_end(self, logs=None):
+            if self.last_call or self.model.stop_training:
+                super().on_train_end(logs)
+
+    return EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+
+
+def callbacks(cfg: TrainConfig, sink: EpochSink | None, times: list[float],
+              stopping: bool = True) -> list:
+    """What every fit has: NaN stop, per-epoch logging, then early stopping and the
+    schedule's callbacks. Stopping at a batch boundary is the checkpointer's job (last)."""
+    import keras
+
+    cbs = [keras.callbacks.TerminateOnNaN(), _epoch_logger(sink, times)]
     if not stopping:
         return cbs
     if cfg.early_stopping_patience:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))
+        cbs.append(_early_stopping(cfg.early_stopping_patience))
     return cbs + SCHEDULES[cfg.lr_schedule].callbacks(cfg)
 
 
@@ -110,8 +138,12 @@ def compile_model(model, exp: Experiment, steps_per_epoch: int, lr_scale: float 
 
 
 def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None,
-        model=None, backbone=None, extra: list | None = None) -> FitResult:
+        model=None, backbone=None, extra: list | None = None,
+        resume: checkpoint.State | None = None,
+        save: Callable[[checkpoint.State], None] | None = None,
+        key: str = "") -> FitResult:
     """Build (unless given), compile and fit. Seeding is the caller's job (see core.seeding).
+    `resume`: a checkpoint to continue from; `save`: where checkpoints go (core.checkpoint).
 
     Two-phase fine-tuning (pretrained backbone, model.head_epochs = E1 > 0): the head trains
     alone for E1 epochs, then the backbone unfreezes per policy and everything is compiled
@@ -119,44 +151,67 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
     from core.models import policy
 
     bs = exp.train.batch_size
-    train = to_tf(data.x_train, data.y_train, data.n_classes, bs, seed, shuffle=True)
     val = to_tf(data.x_val, data.y_val, data.n_classes, bs, seed, shuffle=False)
     e1 = exp.model.head_epochs if exp.model.pretrained else 0
     if model is None:
         model = build_model(exp, data.input_shape, data.n_classes, backbone=backbone,
                             finetune="head_only" if e1 else None)
     steps = -(-len(data.y_train) // bs)
-    times: list[float] = []
-    history: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
-
+    track = checkpoint.Tracker(key, steps, resume, save)
+    track.total = exp.train.epochs
+    if resume is not None:
+        few = np.arange(min(bs, len(data.y_train)))
+        track.sample = (np.asarray(data.x_train[few], "float32"),
+                        np.eye(data.n_classes, dtype="float32")[data.y_train[few]])
     weights = class_weights(data.y_train, data.n_classes) \
         if exp.train.class_weight == "balanced" else None
 
-    def run(initial: int, epochs: int, stopping: bool) -> None:
-        h = model.fit(train, validation_data=val, initial_epoch=initial, epochs=epochs,
-                      verbose=0, shuffle=False, class_weight=weights,
-                      callbacks=callbacks(exp.train, sink, times, stopping) + list(extra or []))
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
+    def run(start: int, end: int, stopping: bool) -> bool:
+        """Epochs start..end-1 of one phase; False once training stopped early. A resumed
+        epoch's remaining batches take a fit call of their own, the later epochs another:
+        the callbacks carry their state across (core.checkpoint)."""
+        first, skip = max(start, track.epoch), track.step if track.epoch >= start else 0
+        cbs = callbacks(exp.train, sink, track.times, stopping) + list(extra or [])
+        cbs.append(checkpoint.callback(track, cbs))
+        calls = ([(first, first + 1, skip)] if skip else []) + (
+            [(first + bool(skip), end, 0)] if first + bool(skip) < end else [])
+        for i, (a, b, k) in enumerate(calls):
+            for cb in cbs:
+                if hasattr(cb, "last_call"):
+                    cb.last_call = i == len(calls) - 1
+            track.begin(a, k)
+            train = train_epochs(data.x_train, data.y_train, data.n_classes, bs, seed, a, b, k)
+            model.fit(train, validation_data=val, initial_epoch=a, epochs=b,
+                      steps_per_epoch=steps - k, verbose=0, shuffle=False,
+                      class_weight=weights, callbacks=cbs)
+            if model.stop_training:
+                return False
+        return True
 
-    if e1:
-        compile_model(model, exp, steps, epochs=e1)
-        run(0, e1, stopping=False)
-        if all(x == x for x in history.get("loss", [])):  # no NaN: go on to phase 2
+    if exp.train.fit != "keras":
+        from core.signals import keras_callback
+
+        compile_model(model, exp, steps)
+        train = to_tf(data.x_train, data.y_train, data.n_classes, bs, seed, shuffle=True)
+        track.history.update(_own_fit(exp, model, FitData(train, val, data, steps, seed),
+                                      callbacks(exp.train, sink, track.times, True)
+                                      + list(extra or []) + [keras_callback()]))
+        track.batches = steps * len(track.history.get("loss", []))
+    elif e1:
+        if track.epoch < e1:
+            compile_model(model, exp, steps, epochs=e1)
+            run(0, e1, stopping=False)
+        if all(x == x for x in track.history.get("loss", [])):  # no NaN: go on to phase 2
             policy.apply(model.get_layer("backbone"), exp.model.finetune,
                          exp.model.bn_trainable)
             compile_model(model, exp, steps, exp.model.finetune_lr_factor,
                           epochs=exp.train.epochs - e1)
             run(e1, exp.train.epochs, stopping=True)
-    elif exp.train.fit != "keras":
-        compile_model(model, exp, steps)
-        history.update(_own_fit(exp, model, FitData(train, val, data, steps, seed),
-                                callbacks(exp.train, sink, times, True) + list(extra or [])))
     else:
         compile_model(model, exp, steps)
         run(0, exp.train.epochs, stopping=True)
-    return FitResult(model, history, times, time.perf_counter() - t0)
+    return FitResult(model, track.history, track.times, track.train_time_s, steps,
+                     track.batches, track.saves, track.save_s)
 
 
 def _own_fit(exp: Experiment, model, data: FitData, cbs: list) -> dict[str, list[float]]:

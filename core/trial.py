@@ -55,10 +55,17 @@ class TrialAttrs(TypedDict, total=False):
     config: str  # the resolved Experiment, as JSON
     pack_key: str  # equal for trials that differ only in their seed
     # set while it runs and when it ends (core.lifecycle)
+    checkpoint: str  # a preempted trial's checkpoint, `runs:/<run id>/checkpoint`
     worker: str
     outcome: str
     mlflow_run_id: str
     error: str
+
+
+def resume_run_id(attrs: Mapping[str, Any]) -> str | None:
+    """The run a queued trial continues: the one its preempted attempt checkpointed."""
+    uri = attrs.get("checkpoint")
+    return uri.split("/")[1] if isinstance(uri, str) and uri.startswith("runs:/") else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Trial:
     parent_run_id: str | None = None
     weights_uri: str | None = None  # the resolved model URI of a `pretrain:` backbone
     tags: Mapping[str, str] = field(default_factory=dict)  # extra run tags (role, optuna, ...)
+    # a preempted attempt's run, whose checkpoint it continues from (core.checkpoint)
+    resume_run_id: str | None = None
 
     @classmethod
     def new(cls, exp: Experiment, seed: int, study: str, *, source_hash: str | None = None,
@@ -100,4 +109,5 @@ class Trial:
     def from_attrs(cls, a: Mapping[str, Any]) -> Trial:
         exp = experiment_from_dict(json.loads(a["config"]), f"trial {a['trial_hash']}")
         return cls(exp, int(a["seed"]), a["trial_hash"], a["study"], a.get("variant", ""),
-                   a.get("parent_run_id"), a.get("weights_uri"), dict(a.get("tags") or {}))
+                   a.get("parent_run_id"), a.get("weights_uri"), dict(a.get("tags") or {}),
+                   resume_run_id(a))

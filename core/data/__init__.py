@@ -79,6 +79,53 @@ def to_tf(x, y: np.ndarray, n_classes: int, batch_size: int, seed: int | None,
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_order(n: int, seed: int, epoch):
+    """The order of the training examples in one epoch: a permutation of range(n) that is a
+    pure function of (seed, epoch) (TensorFlow's stateless index_shuffle), so a trial resumed
+    in another process at epoch e sees the order the uninterrupted trial saw there."""
+    import tensorflow as tf
+
+    key = tf.stack([tf.constant(int(seed) % 2**62, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key,
+                                                max_index=n - 1)
+
+
+def train_epochs(x, y: np.ndarray, n_classes: int, batch_size: int, seed: int, first: int,
+                 last: int, skip: int = 0):
+    """The training batches of epochs first..last-1 in one pipeline (`model.fit` with
+    steps_per_epoch keeps one iterator across its epochs), each epoch in `epoch_order`;
+    the first `skip` batches of epoch `first` left out (a trial resumed mid-epoch). In
+    memory: one gather per batch; streamed `Rows`: each batch read from disk in parallel."""
+    import tensorflow as tf
+
+    n = len(y)
+    if isinstance(x, Rows):
+        eye = np.eye(n_classes, dtype=np.float32)
+        shape = x.shape[1:]
+
+        def read(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ids = np.sort(ids)  # storage order; a batch's order does not matter to SGD
+            return x[ids], eye[y[ids]]
+
+        def load(ids):
+            xb, yb = tf.numpy_function(read, [ids], [tf.float32, tf.float32], stateful=False)
+            return tf.ensure_shape(xb, (None, *shape)), tf.ensure_shape(yb, (None, n_classes))
+    else:
+        xs, ys = tf.constant(x), tf.one_hot(y, n_classes)
+
+        def load(ids):
+            return tf.gather(xs, ids), tf.gather(ys, ids)
+
+    def epoch(e):
+        batches = tf.data.Dataset.from_tensor_slices(epoch_order(n, seed, e)).batch(batch_size)
+        return batches.skip(tf.where(tf.equal(e, first), tf.constant(skip, tf.int64),
+                                     tf.constant(0, tf.int64)))
+
+    return (tf.data.Dataset.range(first, last).flat_map(epoch)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def _stream(x: Rows, y: np.ndarray, n_classes: int, batch_size: int, seed: int | None,
             shuffle: bool):
     import tensorflow as tf

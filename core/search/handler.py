@@ -24,11 +24,10 @@ from core.study import record
 from core.study.queue import Job, Queue, StudyMeta
 from core.study.spec import Base
 from core.study.worker import claimed, job_tags
-from core.trial import Trial, source_name
+from core.trial import Trial, resume_run_id, source_name
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Run
 
     from core.runner import TrialResult
 
@@ -50,7 +49,10 @@ def pruning_callback(trial: optuna.Trial, key: str):
     import keras
 
     class Prune(keras.callbacks.Callback):
-        pruned = False
+        """`outcome`: PRUNED once the pruner stopped training (the runner ends the run so).
+        A resumed trial reports only the epochs it trains: each value reaches Optuna once."""
+
+        outcome: Outcome | None = None
 
         def on_epoch_end(self, epoch, logs=None):
             value = (logs or {}).get(key)
@@ -58,7 +60,7 @@ def pruning_callback(trial: optuna.Trial, key: str):
                 return
             trial.report(float(value), epoch)
             if trial.should_prune():
-                Prune.pruned = True
+                self.outcome = Outcome.PRUNED
                 self.model.stop_training = True
 
     return Prune()
@@ -143,12 +145,11 @@ class SearchHandler:
                      lifecycle.OPTUNA_PARAMS: json.dumps(params),
                      lifecycle.TICKET: job.attrs["key"]}
         exp_id = tracking.get_or_create_experiment(c, s.name)
-        trial_run: Run | None = None
+        trial_run: str | None = None
         if s.seeds_per_trial > 1:  # one run for the trial, its seeds nested under it
-            trial_run = c.create_run(exp_id, run_name=f"trial {trial.number}", tags={
-                **base_tags, lifecycle.ROLE: Role.TRIAL.value, lifecycle.PARENT: parent})
-            tracking.log_params(c, trial_run.info.run_id, {**exp.flat(), **_p(params)})
-            parent = trial_run.info.run_id
+            trial_run = record.create_run(c, exp_id, f"trial {trial.number}", Role.TRIAL, {
+                **base_tags, lifecycle.PARENT: parent}, {**exp.flat(), **_p(params)})
+            parent = trial_run
         weights_uri = self.meta["weights_uri"] if source_name(exp.model.weights) else None
         role = Role.TRIAL if trial_run is None else Role.SEED
         values: list[list[float]] = []
@@ -159,7 +160,10 @@ class SearchHandler:
             t = Trial.new(exp, s.seed + i, s.name, source_hash=self.meta["source_hash"],
                           variant=f"trial {trial.number}", parent_run_id=parent,
                           weights_uri=weights_uri,
-                          tags={**base_tags, lifecycle.ROLE: role.value})
+                          tags={**base_tags, lifecycle.ROLE: role.value},
+                          # a preempted one-seed trial continues its run (core.checkpoint)
+                          resume_run_id=resume_run_id(job.attrs) if trial_run is None
+                          else None)
             res = self.train(t, c=c, cache=self.cache, callbacks=[cb] if cb else [])
             runs.append(res.run_id)
             if trial_run is None:
@@ -167,7 +171,7 @@ class SearchHandler:
             if res.status != "FINISHED":
                 _mark(c, runs, trial_run, TrialState.FAIL)
                 raise RuntimeError(f"trial {trial.number} failed: {res.error}")
-            if cb is not None and type(cb).pruned:
+            if res.outcome == Outcome.PRUNED:
                 _mark(c, runs, trial_run, TrialState.PRUNED)
                 raise optuna.TrialPruned(f"pruned at epoch {res.metrics.get('epochs_run')}")
             seed_values = [trial_value(m, res) for m in s.objective_names]
@@ -196,20 +200,19 @@ def _p(params: dict[str, Any]) -> dict[str, Any]:
     return {f"optuna.{k}": v for k, v in params.items()}
 
 
-def _mark(c: MlflowClient, runs: list[str], trial_run: Run | None, state: TrialState,
+def _mark(c: MlflowClient, runs: list[str], trial_run: str | None, state: TrialState,
           objectives: dict[str, float] | None = None) -> None:
-    """The objectives first, then the state tags: a run tagged COMPLETE always carries its
-    objectives, which is how a retried ticket finds a result its worker did not tell."""
-    target = trial_run.info.run_id if trial_run is not None else runs[0]
+    """The objectives first, then the Optuna state tags: a run tagged COMPLETE always
+    carries its objectives, which is how a retried ticket finds a result its worker did not
+    tell. The seed runs were ended by the runner, with their outcome; the trial's own run
+    (several seeds) ends here."""
+    target = trial_run if trial_run is not None else runs[0]
     if objectives:
         tracking.log_metrics(c, target, {f"objective_{m}": v for m, v in objectives.items()})
-    for rid in runs + ([trial_run.info.run_id] if trial_run else []):
-        tags = {lifecycle.OPTUNA_STATE: state.name}
-        if state == TrialState.PRUNED:
-            tags[lifecycle.OUTCOME] = Outcome.PRUNED.value
-        tracking.set_tags(c, rid, tags)
+    for rid in runs + ([trial_run] if trial_run else []):
+        tracking.set_tags(c, rid, {lifecycle.OPTUNA_STATE: state.name})
     if trial_run is not None:
-        lifecycle.end_run(c, trial_run.info.run_id, STATE_OUTCOME[state])
+        lifecycle.end_run(c, trial_run, STATE_OUTCOME[state])
 
 
 STATE_OUTCOME = {TrialState.COMPLETE: Outcome.OK, TrialState.PRUNED: Outcome.PRUNED,

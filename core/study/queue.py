@@ -32,7 +32,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from core import names
-from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, finish
+from core.lifecycle import ATTR_KEY, ATTR_OUTCOME, ATTR_WORKER, Outcome, fail_lost, finish
 from core.study import rdb
 from core.study.rdb import Light
 from core.trial import TrialAttrs
@@ -364,12 +364,7 @@ class Queue:
 
     def fail(self, t: FrozenTrial | Light, outcome: Outcome) -> bool:
         """A RUNNING trial whose worker is gone ends FAIL with why; False if it had ended."""
-        tid = self.trial_id(t)
-        try:
-            self.storage.set_trial_user_attr(tid, ATTR_OUTCOME, outcome.value)
-            return self.storage.set_trial_state_values(tid, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
+        return fail_lost(self.storage, self.trial_id(t), outcome)
 
     def fail_dead_workers(self, live: set[str] | frozenset[str] = frozenset()) -> None:
         """After a crash or SIGKILL. RDB storage: Optuna's heartbeats decide what is stale.

@@ -165,7 +165,8 @@ def job_tags(job: Job, study: str) -> dict[str, str]:
 def claimed(queue: Queue, *jobs: Job):
     """Heartbeats while claimed trials run (one, or a pack). A worker stopped mid-trial by
     Ctrl-C leaves them FAIL/killed, and the coordinator queues them again; one preempted
-    (SIGTERM, SIGUSR1: core.signals) puts them back in the queue itself; an
+    (SIGTERM, SIGUSR1: core.signals) puts them back in the queue itself, each naming its run
+    and checkpoint so the next worker continues it; an
     error of ours leaves them FAIL/failed (not retried) and ends the worker with its
     traceback in the log."""
     with contextlib.ExitStack() as beats:
@@ -179,9 +180,12 @@ def claimed(queue: Queue, *jobs: Job):
             raise
         except BaseException as stop:
             preempted = isinstance(stop, signals.Preempted)
+            # the runs to resume, in the jobs' order
+            runs = list(stop.run_ids) if isinstance(stop, signals.Preempted) else []
             with shielded():
-                for job in jobs:
-                    queue.finish(job, Outcome.PREEMPTED if preempted else Outcome.KILLED)
+                for i, job in enumerate(jobs):
+                    queue.finish(job, Outcome.PREEMPTED if preempted else Outcome.KILLED,
+                                 run_id=runs[i] if i < len(runs) else None)
             if preempted:
                 print(f"preempted ({stop}): trial(s) {', '.join(str(j.number) for j in jobs)}"
                       " returned to the queue", flush=True)
