@@ -1,7 +1,8 @@
 """A trial's life, owned here and nowhere else: how a trial can end (`Outcome`), what each end
 means in the queue (Optuna state) and in the record (MLflow run status), the run roles and the
-tag names ablab writes, and the two calls every trial ends through: `end_run` for its MLflow
-run, `finish` for its queue trial. Ablation trials, packed trials and search trials alike.
+tag names ablab writes, and the calls every run starts and ends through: `create_run` (or
+`reopen_run`, a preempted trial continued) and `end_run` for its MLflow run, `finish` for its
+queue trial. Ablation trials, packed trials and search trials alike.
 
 As MLflow keeps every tag name in `mlflow/utils/mlflow_tags.py` and Optuna ends every trial in
 `study/_tell.py`: a new outcome, role or tag is one line here, and every reader (the report,
@@ -187,7 +188,34 @@ def failed_on_its_own(t: QueueTrial) -> bool:
     return t.state == TrialState.FAIL and attr_outcome(t) == Outcome.FAILED
 
 
-# ------------------------------------------------------------------------ ending a trial
+# ------------------------------------------------------------------------ a run's start and end
+
+
+def create_run(c: MlflowClient, experiment_id: str, run_name: str, role: Role,
+               tags: dict[str, Any], params: dict[str, Any] | None = None,
+               finished: bool = False) -> str:
+    """Every run ablab writes starts here (trials, search trials, parents, reports); a trial
+    ends through `end_run`. `finished`: a record run (a parent, a report), which holds
+    figures, not a training, and ends FINISHED at once."""
+    from core import tracking
+
+    run = c.create_run(experiment_id, run_name=run_name, tags={
+        ROLE: role.value, **{k: tracking.fmt(v) for k, v in tags.items()}})
+    if params:
+        tracking.log_params(c, run.info.run_id, params)
+    if finished:
+        c.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def reopen_run(c: MlflowClient, run_id: str) -> None:
+    """A preempted trial's run, continued by the worker that resumes it: RUNNING again,
+    the same run (one trial, one metric history), its outcome decided when it ends."""
+    c.update_run(run_id, status="RUNNING")
+    held = c.get_run(run_id).data.tags
+    for tag in (OUTCOME, END_REASON):
+        if tag in held:
+            c.delete_tag(run_id, tag)
 
 
 def end_run(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = None,

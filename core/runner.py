@@ -273,8 +273,6 @@ def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache
 def start_run(trial: Trial, c: MlflowClient, experiment_id: str) -> str:
     from core.axes import plugin_fields
     from core.plugins import code_tags
-    from core.study import record as study_record
-
     tags = {
         lifecycle.SEED: trial.seed,
         lifecycle.TRIAL_HASH: trial.hash,
@@ -286,7 +284,7 @@ def start_run(trial: Trial, c: MlflowClient, experiment_id: str) -> str:
         **code_tags(plugin_fields(trial.exp)),
     }
     role = lifecycle.Role(trial.tags.get(lifecycle.ROLE, lifecycle.Role.TRIAL.value))
-    return study_record.create_run(c, experiment_id, trial.run_name, role, tags,
+    return lifecycle.create_run(c, experiment_id, trial.run_name, role, tags,
                                    {**trial.exp.flat(), "seed": trial.seed})
 
 
@@ -294,8 +292,6 @@ def open_run(trial: Trial, c: MlflowClient, experiment_id: str
              ) -> tuple[str, checkpoint.State | None]:
     """The trial's run: its preempted attempt's run reopened with the checkpoint to continue
     from, or (none, or one that cannot be used: said in one line) a new run from epoch 0."""
-    from core.study import record as study_record
-
     if trial.resume_run_id:
         try:
             state = checkpoint.RunStore(c, trial.resume_run_id).get(checkpoint_key(trial))
@@ -303,7 +299,7 @@ def open_run(trial: Trial, c: MlflowClient, experiment_id: str
             print(f"{trial.run_name}: the checkpoint of run {trial.resume_run_id} cannot be "
                   f"used ({why}); the trial starts over", flush=True)
         else:
-            study_record.reopen_run(c, trial.resume_run_id)
+            lifecycle.reopen_run(c, trial.resume_run_id)
             logged = c.get_metric_history(trial.resume_run_id, "loss")
             lost = {m.step for m in logged if m.step >= state.epoch}  # trained, then lost
             state.batches_trained += len(lost) * state.steps_per_epoch

@@ -147,7 +147,7 @@ class SearchHandler:
         exp_id = tracking.get_or_create_experiment(c, s.name)
         trial_run: str | None = None
         if s.seeds_per_trial > 1:  # one run for the trial, its seeds nested under it
-            trial_run = record.create_run(c, exp_id, f"trial {trial.number}", Role.TRIAL, {
+            trial_run = lifecycle.create_run(c, exp_id, f"trial {trial.number}", Role.TRIAL, {
                 **base_tags, lifecycle.PARENT: parent}, {**exp.flat(), **_p(params)})
             parent = trial_run
         weights_uri = self.meta["weights_uri"] if source_name(exp.model.weights) else None

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from core import tracking
 from core.lifecycle import (
-    END_REASON,
     OUTCOME,
     PARENT,
     QUEUE_NUMBER,
-    ROLE,
     TRIAL_HASH,
     Outcome,
     Role,
+    create_run,
     end_run,
     role_filter,
 )
@@ -117,27 +116,6 @@ def close_lost_attempts(c: MlflowClient, experiment_id: str, key: dict[str, str]
     return n
 
 
-def create_run(c: MlflowClient, experiment_id: str, run_name: str, role: Role,
-               tags: dict[str, Any], params: dict[str, Any] | None = None) -> str:
-    """Every run ablab writes starts here (trials, search trials, parents, reports); it
-    ends through `core.lifecycle.end_run`."""
-    run = c.create_run(experiment_id, run_name=run_name, tags={
-        ROLE: role.value, **{k: tracking.fmt(v) for k, v in tags.items()}})
-    if params:
-        tracking.log_params(c, run.info.run_id, params)
-    return run.info.run_id
-
-
-def reopen_run(c: MlflowClient, run_id: str) -> None:
-    """A preempted trial's run, continued by the worker that resumes it: RUNNING again,
-    the same run (one trial, one metric history), its outcome decided when it ends."""
-    c.update_run(run_id, status="RUNNING")
-    held = c.get_run(run_id).data.tags
-    for tag in (OUTCOME, END_REASON):
-        if tag in held:
-            c.delete_tag(run_id, tag)
-
-
 def role_runs(c: MlflowClient, experiment_id: str, role: Role, **key: Any) -> list[Run]:
     f = " and ".join([role_filter(role), *tag_filter(key)])
     return tracking.search(c, experiment_id, f)
@@ -152,6 +130,5 @@ def role_run(c: MlflowClient, experiment_id: str, role: Role, key: dict[str, str
     found = tracking.search(c, experiment_id, f, max_results=1)
     if found:
         return found[0].info.run_id
-    run_id = create_run(c, experiment_id, run_name, role, {**key, **(tags or {})}, params)
-    c.set_terminated(run_id, "FINISHED")
-    return run_id
+    return create_run(c, experiment_id, run_name, role, {**key, **(tags or {})}, params,
+                      finished=True)
