@@ -41,7 +41,13 @@ if TYPE_CHECKING:
 FORMAT = 1
 ARTIFACT_PATH = "checkpoint"
 STATE_FILE, ARRAYS_FILE = "state.json", "arrays.npz"
-EVERY_S = float(os.environ.get("ABLAB_CHECKPOINT_EVERY_S", "60"))
+EVERY_S = 60.0  # default of ABLAB_CHECKPOINT_EVERY_S
+
+
+def every_s() -> float:
+    """The least time between two epoch-end checkpoints (`ABLAB_CHECKPOINT_EVERY_S`; 0:
+    every epoch; "inf": only when preempted)."""
+    return float(os.environ.get("ABLAB_CHECKPOINT_EVERY_S", EVERY_S))
 
 # The attributes that carry a stateful Keras callback from one fit call, or process, to the
 # next (each resets them in on_train_begin). A callback of one's own joins with `state_attrs`.
@@ -234,9 +240,10 @@ class Tracker:
     checkpoint is made of, what is restored, and when one is written."""
 
     def __init__(self, key: str, steps_per_epoch: int, resume: State | None = None,
-                 save: Callable[[State], None] | None = None, every_s: float = EVERY_S):
+                 save: Callable[[State], None] | None = None, every: float | None = None):
         self.key, self.steps = key, steps_per_epoch
-        self.resume, self.save, self.every_s = resume, save, every_s
+        self.resume, self.save = resume, save
+        self.every_s = every_s() if every is None else every
         self.epoch = resume.epoch if resume else 0
         self.step = resume.step if resume else 0
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from core.cli_options import (
+    KeepCheckpointsOpt,
     PerGpuOpt,
     SetOpt,
     StorageOpt,
@@ -19,6 +20,7 @@ from core.cli_options import (
     console,
     study_command,
 )
+from core.cli_options import keep_checkpoints as set_keep_checkpoints
 from core.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -260,6 +262,7 @@ def worker(
     stop_after: Annotated[float | None, typer.Option(help="seconds this worker may run: "
                           "no trial is started that would not end in time (default: the "
                           "SLURM job's time limit, if any)")] = None,
+    keep_checkpoints: KeepCheckpointsOpt = False,
 ) -> None:
     """Serve one study's queue: claim trials, run them, log to MLflow, from any machine and
     any folder (configs travel in the queue, artifacts go through the tracking server).
@@ -271,6 +274,7 @@ def worker(
     from core.signals import Preempted
     from core.study.worker import run_worker
 
+    set_keep_checkpoints(keep_checkpoints)
     try:
         n = run_worker(study, storage, tracking_uri, wait, gpus, per_gpu, workers, stop_after,
                        {"ablation": AblationHandler, "search": SearchHandler}, console)

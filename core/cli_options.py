@@ -30,10 +30,24 @@ NoWorkersOpt = Annotated[bool, typer.Option("--no-workers", help="only enqueue; 
                          "processes (here or on other machines) do the work")]
 
 
+KeepCheckpointsOpt = Annotated[bool, typer.Option(
+    "--keep-checkpoints", help="keep each trial's last checkpoint in its run's artifacts "
+    "after it ends (default: deleted; a preempted trial's is kept until it resumes)")]
+
+
+def keep_checkpoints(on: bool) -> None:
+    """For this process and the workers it starts (core.runner.keep_checkpoints)."""
+    import os
+
+    if on:
+        os.environ["ABLAB_KEEP_CHECKPOINTS"] = "1"
+
+
 STUDY_OPTIONS = {"workers": (WorkersOpt, None), "per_gpu": (PerGpuOpt, 1),
                  "set_": (SetOpt, None), "smoke": (SmokeOpt, False),
                  "tracking_uri": (UriOpt, None), "storage": (StorageOpt, None),
-                 "no_workers": (NoWorkersOpt, False)}
+                 "no_workers": (NoWorkersOpt, False),
+                 "keep_checkpoints": (KeepCheckpointsOpt, False)}
 
 
 def study_command(fn):
@@ -50,6 +64,7 @@ def study_command(fn):
         from core.study import RunOptions
 
         o = {name: kw.pop(name) for name in STUDY_OPTIONS}
+        keep_checkpoints(o["keep_checkpoints"])
         if o["per_gpu"] < 1:
             raise ConfigError(f"--per-gpu: expected a positive integer, got {o['per_gpu']}")
         opts = RunOptions(workers=o["workers"], per_gpu=o["per_gpu"], sets=o["set_"],
