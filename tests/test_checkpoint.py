@@ -113,6 +113,34 @@ def test_a_resumed_trial_ends_bit_for_bit_as_the_uninterrupted_one(tmp_path, pre
     assert "checkpoint" not in [a.path for a in c2.list_artifacts(resumed.info.run_id)]
 
 
+def fast_mode_check(folder: str) -> None:
+    """In a fresh process (op determinism, once on, stays on in a process): `fast` mode,
+    preempted mid-epoch and resumed, against uninterrupted."""
+    from pathlib import Path
+
+    signals.preemptible()
+    trial = trial_of(**{**AUGMENTED, "train": {**AUGMENTED["train"], "deterministic": "fast"}})
+    _, whole = uninterrupted(Path(folder), trial)
+    _, resumed = preempted_then_resumed(Path(folder), trial, [(1, 3)])
+    same_result(whole, resumed)
+    print("fast: identical", whole.data.tags["ablab.weights_sha256"])
+
+
+def test_fast_mode_resumes_bit_for_bit_on_this_machine(tmp_path):
+    """`fast` lets XLA compile the steps; on a CPU its kernels are deterministic, so the
+    resumed trial is exact there too (on a GPU, `fast` is not reproducible even without a
+    stop: README)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", "from tests.test_checkpoint import "
+                           f"fast_mode_check; fast_mode_check({str(tmp_path)!r})"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "fast: identical" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_early_stopping_and_plateau_resume_with_their_best_weights(tmp_path, preemptible):
     """Preempted after its best epoch: the resumed trial keeps the same best weights, the
     same patience count and learning-rate cuts, and stops at the same epoch."""
