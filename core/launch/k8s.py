@@ -11,7 +11,11 @@ from typing import Any
 
 SECRET_KEYS = ("ABLAB_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                "MLFLOW_TRACKING_PASSWORD")
-GRACE_S = 60  # SIGTERM, then this long to end the trial preempted, then SIGKILL
+# SIGTERM, then this long to checkpoint the trial and put it back in the queue, then SIGKILL.
+# Measured (bench/preempt.py, BENCHMARKS.md): 0.2 s at most for a ten_seed_baseline trial with
+# two CPU-bound processes on the 2 cores. SLURM's KillWait, which the same worker must meet,
+# is 30 s: the rest is margin for a larger model's checkpoint upload (~2.5 GB at 100 MB/s).
+GRACE_S = 30
 
 
 @dataclass
