@@ -171,9 +171,15 @@ def watched(cbs: list) -> list[tuple[str, Any, tuple[str, ...]]]:
 
 
 def callback_state(cbs: list) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
-    """Their state: scalars (JSON), and lists of arrays (best weights) apart."""
+    """Their state: scalars (JSON), and lists of arrays (best weights) apart. A callback
+    with `checkpoint_state()` -> (JSON dict, {name: arrays}) and `restore_state(json,
+    arrays)` says its own (the packed towers' early stopping)."""
     scalars: dict[str, dict[str, Any]] = {}
     arrays: dict[str, list[np.ndarray]] = {}
+    for i, cb in enumerate(c for c in cbs if hasattr(c, "checkpoint_state")):
+        own, arrs = cb.checkpoint_state()
+        scalars[f"own.{i}"] = own
+        arrays.update({f"own.{i}.{k}": [np.array(x) for x in v] for k, v in arrs.items()})
     for name, cb, attrs in watched(cbs):
         row: dict[str, Any] = {}
         for a in attrs:
@@ -190,6 +196,11 @@ def callback_state(cbs: list) -> tuple[dict[str, dict[str, Any]], dict[str, list
 
 def set_callback_state(cbs: list, scalars: dict[str, dict[str, Any]],
                        arrays: dict[str, list[np.ndarray]]) -> None:
+    for i, cb in enumerate(c for c in cbs if hasattr(c, "checkpoint_state")):
+        if f"own.{i}" in scalars:
+            prefix = f"own.{i}."
+            cb.restore_state(scalars[f"own.{i}"], {k[len(prefix):]: list(v) for k, v in
+                                                   arrays.items() if k.startswith(prefix)})
     for name, cb, attrs in watched(cbs):
         row = scalars.get(name)
         if row is None:

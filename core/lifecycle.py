@@ -160,6 +160,7 @@ ATTR_WORKER = "worker"
 ATTR_KEY = "key"
 ATTR_PREEMPTIONS = "preemptions"
 ATTR_CHECKPOINT = "checkpoint"  # where a preempted trial continues from (core.checkpoint)
+ATTR_PARTNERS = "pack_partners"  # a preempted pack's queue trial ids: claimed together
 
 
 class QueueTrial(Protocol):
@@ -235,11 +236,14 @@ def end_run(c: MlflowClient, run_id: str, outcome: Outcome, why: str | None = No
         c.set_terminated(run_id, outcome.status)
 
 
-def return_to_queue(storage: QueueStorage, trial_id: int, run_id: str | None = None) -> None:
+def return_to_queue(storage: QueueStorage, trial_id: int, run_id: str | None = None,
+                    checkpoint_run: str | None = None, partners: list[int] | None = None
+                    ) -> None:
     """A preempted trial waits again as the same queue trial (RUNNING -> WAITING through the
     storage's own state update), its preemptions counted and its run's checkpoint named: no
     coordinator is needed to retry it, it is not a failed attempt, and the worker that claims
-    it next continues that run from its checkpoint."""
+    it next continues that run from its checkpoint (a pack's is in its first run, and its
+    trials are resumed together: `partners`)."""
     n = 0
     get = getattr(storage, "get_trial", None)
     if get is not None:
@@ -249,7 +253,10 @@ def return_to_queue(storage: QueueStorage, trial_id: int, run_id: str | None = N
         from core.checkpoint import ARTIFACT_PATH
 
         storage.set_trial_user_attr(trial_id, ATTR_RUN_ID, run_id)
-        storage.set_trial_user_attr(trial_id, ATTR_CHECKPOINT, f"runs:/{run_id}/{ARTIFACT_PATH}")
+        storage.set_trial_user_attr(trial_id, ATTR_CHECKPOINT,
+                                    f"runs:/{checkpoint_run or run_id}/{ARTIFACT_PATH}")
+        if partners:
+            storage.set_trial_user_attr(trial_id, ATTR_PARTNERS, list(partners))
     with contextlib.suppress(UpdateFinishedTrialError):
         storage.set_trial_state_values(trial_id, TrialState.WAITING)
 
@@ -277,7 +284,8 @@ Tell = Callable[..., Any]  # optuna.Study.tell, bound to a study with the search
 def finish(storage: QueueStorage, trial_id: int, outcome: Outcome,
            value: float | list[float] | None = None,
            run_id: str | None = None, *, error: str | None = None,
-           tell: Tell | None = None, trial: Any = None) -> Outcome:
+           tell: Tell | None = None, trial: Any = None, checkpoint_run: str | None = None,
+           partners: list[int] | None = None) -> Outcome:
     """End one queue trial: its outcome, run and error as attrs, then its Optuna state with
     the value (a list: one per objective of a multi-objective search). A trained trial
     without a finite value has no result to compare and ends FAIL/failed. `tell` (a search:
@@ -289,7 +297,7 @@ def finish(storage: QueueStorage, trial_id: int, outcome: Outcome,
     if outcome.trained and (values is None or not all(math.isfinite(v) for v in values)):
         outcome, error = Outcome.FAILED, error or "no finite value of the study's metric"
     if outcome == Outcome.PREEMPTED:
-        return_to_queue(storage, trial_id, run_id)
+        return_to_queue(storage, trial_id, run_id, checkpoint_run, partners)
         return outcome
     storage.set_trial_user_attr(trial_id, ATTR_OUTCOME, outcome.value)
     if run_id:

@@ -8,7 +8,8 @@ weight is shared, and the optimizers in use keep per-variable state, so each tow
 and update are its own. Per tower: early stopping with best-weights restore, divergence (a
 tower whose loss is NaN is recorded as diverged; its neighbours go on), the epoch history.
 Afterwards each tower is a standalone Keras model and is evaluated and logged exactly as an
-unpacked trial.
+unpacked trial. A preempted pack checkpoints and resumes as one model (core.checkpoint), its
+towers' early stopping with it.
 
 A config whose training couples the towers runs unpacked, with the reason in the log:
 `unpackable` says which (one optimizer's learning rate lowered on a plateau, Keras class
@@ -147,10 +148,32 @@ def _tower_callback(towers: list, fits: list[TowerFit], sinks: Sequence, patienc
             if self.wait[k] >= patience and epoch > 0:
                 fits[k].stopped_epoch, self.done[k] = epoch, True
 
+        last_call = True  # a resumed pack trains in several fit calls (core.train.fit_calls)
+
         def on_train_end(self, logs=None):
+            if not (self.last_call or self.model.stop_training):
+                return
             for k, w in enumerate(self.best_weights):
                 if w is not None and not fits[k].diverged:
                     towers[k].set_weights(w)
+
+        def checkpoint_state(self) -> tuple[dict, dict]:
+            """What a checkpoint keeps of the towers (core.checkpoint): each one's early
+            stopping, divergence and history."""
+            return ({"done": list(self.done), "best": list(self.best), "wait": list(self.wait),
+                     "fits": [{"history": f.history, "epoch_times": f.epoch_times,
+                               "stopped_epoch": f.stopped_epoch, "diverged": f.diverged}
+                              for f in fits]},
+                    {str(k): w for k, w in enumerate(self.best_weights) if w is not None})
+
+        def restore_state(self, own: dict, arrays: dict) -> None:
+            self.done, self.best, self.wait = list(own["done"]), list(own["best"]), \
+                list(own["wait"])
+            self.best_weights = [arrays.get(str(k)) for k in range(len(towers))]
+            for f, held in zip(fits, own["fits"], strict=True):
+                f.history = {k: list(v) for k, v in held["history"].items()}
+                f.epoch_times = list(held["epoch_times"])
+                f.stopped_epoch, f.diverged = held["stopped_epoch"], held["diverged"]
 
     return Towers()
 
@@ -159,17 +182,20 @@ PACK_STEPS_PER_EXECUTION = 10
 
 
 def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | None = None,
+               resume=None, save=None, key: str = "", extra: list | None = None
                ) -> list[TowerFit]:
-    """Train one tower per seed in one model; returns each tower's fit."""
+    """Train one tower per seed in one model; returns each tower's fit. `resume`, `save`:
+    the pack's checkpoint (core.checkpoint), as for one model."""
     import keras
+    import numpy as np
     import tensorflow as tf
 
-    from core.data import to_tf
+    from core import checkpoint
+    from core.data import to_tf, train_epochs
     from core.models import build_model
     from core.optim import SCHEDULES
     from core.seeding import seed_everything
-    from core.signals import keras_callback
-    from core.train import compile_model
+    from core.train import compile_model, fit_calls
 
     why = unpackable(exp)
     if why:
@@ -195,18 +221,26 @@ def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | No
         return tf.data.Dataset.zip(tuple(split)).map(
             lambda *pairs: (tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
 
-    train = zipped([to_tf(data.x_train, data.y_train, data.n_classes, bs, s, shuffle=True)
-                    for s in seeds])
+    def train_for(first: int, last: int, skip: int) -> object:
+        return zipped([train_epochs(data.x_train, data.y_train, data.n_classes, bs, s, first,
+                                    last, skip) for s in seeds])
+
     val_one = to_tf(data.x_val, data.y_val, data.n_classes, bs, None, shuffle=False)
     val = zipped([val_one] * len(seeds))
     fits = [TowerFit(t) for t in towers]
     cbs = [_tower_callback(towers, fits, list(sinks or [None] * len(seeds)),
-                           exp.train.early_stopping_patience), keras_callback(),
-           *SCHEDULES[exp.train.lr_schedule].callbacks(exp.train)]
-    t0 = time.perf_counter()
-    packed.fit(train, validation_data=val, epochs=exp.train.epochs, verbose=0, shuffle=False,
-               callbacks=cbs)
-    total = time.perf_counter() - t0
+                           exp.train.early_stopping_patience),
+           *SCHEDULES[exp.train.lr_schedule].callbacks(exp.train), *(extra or [])]
+    track = checkpoint.Tracker(key, steps, resume, save)
+    track.total = exp.train.epochs
+    if resume is not None:
+        few = np.arange(min(bs, len(data.y_train)))
+        x = np.asarray(data.x_train[few], "float32")
+        y = np.eye(data.n_classes, dtype="float32")[data.y_train[few]]
+        track.sample = (tuple([x] * len(seeds)), tuple([y] * len(seeds)))
+    fit_calls(packed, track, cbs, train_for, val, 0, exp.train.epochs)
     for f in fits:
-        f.train_time_s = total / len(seeds)
+        f.train_time_s = track.train_time_s / len(seeds)
+        f.steps_per_epoch, f.batches_trained = steps, track.batches
+        f.checkpoints, f.checkpoint_s = track.saves, track.save_s / len(seeds)
     return fits

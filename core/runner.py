@@ -158,6 +158,11 @@ def execute(trial: Trial, c: MlflowClient, run_id: str, cache: DataCache | None,
     return record(trial, c, run_id, result, data, keep_backbone, stopped=stopped)
 
 
+def pack_key(trials: list[Trial]) -> str:
+    """A pack's checkpoint belongs to exactly these trials, in this order."""
+    return checkpoint.key("+".join(t.hash for t in trials), checkpoint_key(trials[0]))
+
+
 def checkpoint_key(trial: Trial) -> str:
     """What a checkpoint must match to be continued: the trial (config, seed) and the code
     of its plugins."""
@@ -249,20 +254,25 @@ def _resume_metrics(result) -> dict[str, float]:
 
 
 def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache: DataCache | None,
+                 resume: checkpoint.State | None = None, callbacks: list | None = None
                  ) -> list[TrialResult]:
     """Train the trials of a pack as towers of one model (core/pack.py), then evaluate and
-    log each tower in its own run, as an unpacked trial."""
+    log each tower in its own run, as an unpacked trial. The pack's checkpoint lives in its
+    first run."""
     import keras
 
     from core.pack import fit_packed
 
     cache = {} if cache is None else cache  # the towers share one split: loaded once
     try:
-        data = [_open(t, c, r, cache) for t, r in zip(trials, run_ids, strict=True)][0]
+        data = [_open(t, c, r, cache, resumed=resume is not None)
+                for t, r in zip(trials, run_ids, strict=True)][0]
         sinks = [lambda epoch, row, r=r: tracking.log_metrics(c, r, row, step=epoch)
                  for r in run_ids]
         t0 = time.perf_counter()
-        fits = fit_packed(trials[0].exp, data, [t.seed for t in trials], sinks)
+        fits = fit_packed(trials[0].exp, data, [t.seed for t in trials], sinks, resume=resume,
+                          save=checkpoint.RunStore(c, run_ids[0]).put, key=pack_key(trials),
+                          extra=callbacks)
         wall = time.perf_counter() - t0
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -292,21 +302,33 @@ def open_run(trial: Trial, c: MlflowClient, experiment_id: str
              ) -> tuple[str, checkpoint.State | None]:
     """The trial's run: its preempted attempt's run reopened with the checkpoint to continue
     from, or (none, or one that cannot be used: said in one line) a new run from epoch 0."""
-    if trial.resume_run_id:
-        try:
-            state = checkpoint.RunStore(c, trial.resume_run_id).get(checkpoint_key(trial))
-        except checkpoint.Unreadable as why:
-            print(f"{trial.run_name}: the checkpoint of run {trial.resume_run_id} cannot be "
-                  f"used ({why}); the trial starts over", flush=True)
-        else:
-            lifecycle.reopen_run(c, trial.resume_run_id)
-            logged = c.get_metric_history(trial.resume_run_id, "loss")
-            lost = {m.step for m in logged if m.step >= state.epoch}  # trained, then lost
-            state.batches_trained += len(lost) * state.steps_per_epoch
-            print(f"{trial.run_name}: resumed from its checkpoint at epoch "
-                  f"{state.position:.2f} (run {trial.resume_run_id})", flush=True)
-            return trial.resume_run_id, state
+    state = resumable([trial], c, checkpoint_key(trial))
+    if state is not None and trial.resume_run_id:
+        return trial.resume_run_id, state
     return start_run(trial, c, experiment_id), None
+
+
+def resumable(trials: list[Trial], c: MlflowClient, key: str) -> checkpoint.State | None:
+    """The checkpoint these trials (one, or a pack) continue from, their preempted runs
+    reopened; None (said in one line when there was one to use) when they start over."""
+    first = trials[0]
+    if not all(t.resume_run_id for t in trials):
+        return None
+    held = first.checkpoint_run_id or first.resume_run_id
+    try:
+        state = checkpoint.RunStore(c, str(held)).get(key)
+    except checkpoint.Unreadable as why:
+        print(f"{first.run_name}: the checkpoint of run {held} cannot be used ({why}); "
+              "the trial starts over", flush=True)
+        return None
+    logged = c.get_metric_history(str(first.resume_run_id), "loss")
+    lost = {m.step for m in logged if m.step >= state.epoch}  # trained, then lost
+    state.batches_trained += len(lost) * state.steps_per_epoch
+    for t in trials:
+        lifecycle.reopen_run(c, str(t.resume_run_id))
+    print(f"{first.run_name}{f' and {len(trials) - 1} packed' if len(trials) > 1 else ''}: "
+          f"resumed from the checkpoint at epoch {state.position:.2f} (run {held})", flush=True)
+    return state
 
 
 def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | None = None,
@@ -331,17 +353,25 @@ def run_trial(trial: Trial, c: MlflowClient | None = None, cache: DataCache | No
         execute(trial, c, ids[0], cache, list(callbacks), keep_backbone, resume[0])])[0]
 
 
-def run_pack(trials: list[Trial], c: MlflowClient,
-             cache: DataCache | None = None) -> list[TrialResult]:
+def run_pack(trials: list[Trial], c: MlflowClient, cache: DataCache | None = None,
+             callbacks: Sequence[Any] = ()) -> list[TrialResult]:
     """Several trials that differ only in their seed, trained together; each has its own
     run from start to end, tagged `ablab.pack`."""
     from core.seeding import import_tensorflow
 
     import_tensorflow()
     experiment_id = tracking.get_or_create_experiment(c, trials[0].study)
-    return _recorded(c, lambda: [start_run(t.replace(tags={**t.tags, lifecycle.PACK: len(
-        trials)}), c, experiment_id) for t in trials],
-        lambda ids: execute_pack(trials, c, ids, cache))
+    resume: list[checkpoint.State | None] = []
+
+    def start() -> list[str]:
+        resume.append(resumable(trials, c, pack_key(trials)))
+        if resume[0] is not None:
+            return [str(t.resume_run_id) for t in trials]
+        return [start_run(t.replace(tags={**t.tags, lifecycle.PACK: len(trials)}), c,
+                          experiment_id) for t in trials]
+
+    return _recorded(c, start, lambda ids: execute_pack(trials, c, ids, cache, resume[0],
+                                                        list(callbacks)))
 
 
 def _recorded(c: MlflowClient, start, work) -> list[TrialResult]:

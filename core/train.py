@@ -167,26 +167,10 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
         if exp.train.class_weight == "balanced" else None
 
     def run(start: int, end: int, stopping: bool) -> bool:
-        """Epochs start..end-1 of one phase; False once training stopped early. A resumed
-        epoch's remaining batches take a fit call of their own, the later epochs another:
-        the callbacks carry their state across (core.checkpoint)."""
-        first, skip = max(start, track.epoch), track.step if track.epoch >= start else 0
         cbs = callbacks(exp.train, sink, track.times, stopping) + list(extra or [])
-        cbs.append(checkpoint.callback(track, cbs))
-        calls = ([(first, first + 1, skip)] if skip else []) + (
-            [(first + bool(skip), end, 0)] if first + bool(skip) < end else [])
-        for i, (a, b, k) in enumerate(calls):
-            for cb in cbs:
-                if hasattr(cb, "last_call"):
-                    cb.last_call = i == len(calls) - 1
-            track.begin(a, k)
-            train = train_epochs(data.x_train, data.y_train, data.n_classes, bs, seed, a, b, k)
-            model.fit(train, validation_data=val, initial_epoch=a, epochs=b,
-                      steps_per_epoch=steps - k, verbose=0, shuffle=False,
-                      class_weight=weights, callbacks=cbs)
-            if model.stop_training:
-                return False
-        return True
+        return fit_calls(model, track, cbs, lambda a, b, k: train_epochs(
+            data.x_train, data.y_train, data.n_classes, bs, seed, a, b, k), val, start, end,
+            class_weight=weights)
 
     if exp.train.fit != "keras":
         from core.signals import keras_callback
@@ -212,6 +196,34 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
         run(0, exp.train.epochs, stopping=True)
     return FitResult(model, track.history, track.times, track.train_time_s, steps,
                      track.batches, track.saves, track.save_s)
+
+
+def fit_calls(model, track: checkpoint.Tracker, cbs: list, train_for: Callable, val,
+              start: int, end: int, class_weight=None) -> bool:
+    """Epochs start..end-1 of one phase (from where `track` stands) as `model.fit` calls;
+    False once training stopped early. A resumed epoch's remaining batches take a call of
+    their own, the later epochs another: the callbacks carry their state across, and the
+    checkpointer (appended last) saves it. `train_for(first, last, skip)`: the batches."""
+    first, skip = max(start, track.epoch), track.step if track.epoch >= start else 0
+    cbs = [*cbs, checkpoint.callback(track, cbs)]
+    if model.steps_per_execution > 1:
+        # Keras runs whole executions of N steps: over a pipeline of several epochs the
+        # last one of an epoch would run into the next; one epoch per call ends it there
+        calls = [(e, e + 1, skip if e == first else 0) for e in range(first, end)]
+    else:
+        calls = ([(first, first + 1, skip)] if skip else []) + (
+            [(first + bool(skip), end, 0)] if first + bool(skip) < end else [])
+    for i, (a, b, k) in enumerate(calls):
+        for cb in cbs:
+            if hasattr(cb, "last_call"):  # best weights are restored at the very end only
+                cb.last_call = i == len(calls) - 1
+        track.begin(a, k)
+        model.fit(train_for(a, b, k), validation_data=val, initial_epoch=a, epochs=b,
+                  steps_per_epoch=None if b == a + 1 else track.steps, verbose=0,
+                  shuffle=False, class_weight=class_weight, callbacks=cbs)
+        if model.stop_training:
+            return False
+    return True
 
 
 def _own_fit(exp: Experiment, model, data: FitData, cbs: list) -> dict[str, list[float]]:

@@ -56,16 +56,23 @@ class TrialAttrs(TypedDict, total=False):
     pack_key: str  # equal for trials that differ only in their seed
     # set while it runs and when it ends (core.lifecycle)
     checkpoint: str  # a preempted trial's checkpoint, `runs:/<run id>/checkpoint`
+    pack_partners: list[int]  # a preempted pack's queue trials: resumed together
     worker: str
     outcome: str
     mlflow_run_id: str
     error: str
 
 
-def resume_run_id(attrs: Mapping[str, Any]) -> str | None:
-    """The run a queued trial continues: the one its preempted attempt checkpointed."""
+def checkpoint_run_id(attrs: Mapping[str, Any]) -> str | None:
+    """The run whose artifacts hold a queued trial's checkpoint (a pack's: its first run)."""
     uri = attrs.get("checkpoint")
     return uri.split("/")[1] if isinstance(uri, str) and uri.startswith("runs:/") else None
+
+
+def resume_run_id(attrs: Mapping[str, Any]) -> str | None:
+    """The run a queued trial continues: its own preempted run, when it has a checkpoint."""
+    return (attrs.get("mlflow_run_id") or checkpoint_run_id(attrs)) \
+        if checkpoint_run_id(attrs) else None
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,10 @@ class Trial:
     parent_run_id: str | None = None
     weights_uri: str | None = None  # the resolved model URI of a `pretrain:` backbone
     tags: Mapping[str, str] = field(default_factory=dict)  # extra run tags (role, optuna, ...)
-    # a preempted attempt's run, whose checkpoint it continues from (core.checkpoint)
+    # a preempted attempt's run, continued from the checkpoint in `checkpoint_run_id`'s
+    # artifacts (its own run; a pack's first run) (core.checkpoint)
     resume_run_id: str | None = None
+    checkpoint_run_id: str | None = None
 
     @classmethod
     def new(cls, exp: Experiment, seed: int, study: str, *, source_hash: str | None = None,
@@ -110,4 +119,4 @@ class Trial:
         exp = experiment_from_dict(json.loads(a["config"]), f"trial {a['trial_hash']}")
         return cls(exp, int(a["seed"]), a["trial_hash"], a["study"], a.get("variant", ""),
                    a.get("parent_run_id"), a.get("weights_uri"), dict(a.get("tags") or {}),
-                   resume_run_id(a))
+                   resume_run_id(a), checkpoint_run_id(a))

@@ -36,8 +36,11 @@ def sigterm_at(epoch: int, batch: int | None):
     import keras
 
     class Kill(keras.callbacks.Callback):
-        def on_train_batch_end(self, b, logs=None):
-            if self.epoch == epoch and b == batch:
+        fired = False
+
+        def on_train_batch_end(self, b, logs=None):  # b: the last step of a call (packs: 10)
+            if self.epoch == epoch and batch is not None and b >= batch and not self.fired:
+                self.fired = True
                 os.kill(os.getpid(), signal.SIGTERM)
 
         def on_epoch_begin(self, e, logs=None):
@@ -203,3 +206,29 @@ def test_a_checkpoint_round_trips_through_its_files(tmp_path):
     assert np.isnan(back.history["loss"][2])
     with pytest.raises(checkpoint.Unreadable, match="other code or config"):
         checkpoint.read(tmp_path, "other")
+
+
+def test_a_preempted_pack_resumes_together_bit_for_bit(tmp_path, preemptible):
+    """Three seeds as towers of one model, with per-tower early stopping: preempted
+    mid-epoch, the pack's checkpoint in its first run, all three runs reopened together."""
+    from core.runner import run_pack
+
+    exp = tiny(data={"max_samples": 1000},  # 21 steps an epoch: stopped after step 10 of 21
+               train={"pack": 3, "epochs": 5, "early_stopping_patience": 2})
+    trials = [Trial.new(exp, s, "resume", variant="v") for s in range(3)]
+    c1 = MlflowClient(migrated_store(tmp_path / "whole"))
+    whole = [c1.get_run(r.run_id) for r in run_pack(trials, c1)]
+    c2 = MlflowClient(migrated_store(tmp_path / "stopped"))
+    with pytest.raises(signals.Preempted) as stop:
+        run_pack(trials, c2, callbacks=[sigterm_at(2, 4)])
+    runs = list(stop.value.run_ids)
+    resumed = run_pack([t.replace(resume_run_id=r, checkpoint_run_id=runs[0])
+                        for t, r in zip(trials, runs, strict=True)], c2)
+    assert [r.run_id for r in resumed] == runs  # the same three runs
+    for a, r in zip(whole, resumed, strict=True):
+        b = c2.get_run(r.run_id)
+        assert history(c1, a.info.run_id, "loss") == history(c2, b.info.run_id, "loss")
+        same_result(a, b)
+        assert b.data.tags["ablab.preemptions"] == "1"
+        assert history(c1, a.info.run_id, "val_loss") == history(c2, b.info.run_id,
+                                                                  "val_loss")

@@ -54,12 +54,22 @@ class AblationHandler:
         (other seeds), claimed now and trained together. Returns the first one's outcome
         (SKIPPED when none needed training)."""
         first = Trial.from_attrs(job.attrs)
-        k = self.trainer.pack_size(first)
-        jobs = [job, *self.queue.claim_like(job, k - 1)] if k > 1 else [job]
+        partners = [t for t in job.attrs.get("pack_partners") or [] if t != job.trial_id]
+        if partners:  # a preempted pack resumes together, or starts over as a new one
+            jobs = [job, *(j for j in (self.queue.take(t, job.who) for t in partners) if j)]
+            if len(jobs) < len(partners) + 1:
+                print(f"{first.run_name}: its pack's other trials were taken by other "
+                      "workers; the pack starts over", flush=True)
+                first = first.replace(resume_run_id=None)
+        else:
+            k = self.trainer.pack_size(first)
+            jobs = [job, *self.queue.claim_like(job, k - 1)] if k > 1 else [job]
         exp_id = tracking.get_or_create_experiment(self.c, first.study)
         todo = []
         for j in jobs:
             trial = first if j is job else Trial.from_attrs(j.attrs)
+            if first.resume_run_id is None:
+                trial = trial.replace(resume_run_id=None)
             trial = trial.replace(tags={**trial.tags, **job_tags(j, trial.study)})
             done = record.finished_run(self.c, exp_id, trial.hash)
             if done is not None:  # another worker, or an earlier attempt, got it to the end

@@ -121,8 +121,10 @@ def train_epochs(x, y: np.ndarray, n_classes: int, batch_size: int, seed: int, f
         return batches.skip(tf.where(tf.equal(e, first), tf.constant(skip, tf.int64),
                                      tf.constant(0, tf.int64)))
 
-    return (tf.data.Dataset.range(first, last).flat_map(epoch)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.range(first, last).flat_map(epoch)
+    if last == first + 1:  # one epoch: its length known, as Keras counts an epoch by it
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size) - skip))
+    return (ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 

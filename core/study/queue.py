@@ -344,6 +344,11 @@ class Queue:
                     break
         return out
 
+    def take(self, tid: int, who: str) -> Job | None:
+        """This WAITING trial, won as `claim` wins one (a preempted pack's partners); None
+        when another worker took it first."""
+        return self._take(tid, who)
+
     def _take(self, tid: int, who: str) -> Job | None:
         try:
             if not self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):

@@ -183,9 +183,12 @@ def claimed(queue: Queue, *jobs: Job):
             # the runs to resume, in the jobs' order
             runs = list(stop.run_ids) if isinstance(stop, signals.Preempted) else []
             with shielded():
+                pack = len(jobs) > 1 and len(runs) == len(jobs)
                 for i, job in enumerate(jobs):
                     queue.finish(job, Outcome.PREEMPTED if preempted else Outcome.KILLED,
-                                 run_id=runs[i] if i < len(runs) else None)
+                                 run_id=runs[i] if i < len(runs) else None,
+                                 checkpoint_run=runs[0] if pack else None,
+                                 partners=[j.trial_id for j in jobs] if pack else None)
             if preempted:
                 print(f"preempted ({stop}): trial(s) {', '.join(str(j.number) for j in jobs)}"
                       " returned to the queue", flush=True)

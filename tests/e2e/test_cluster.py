@@ -178,7 +178,7 @@ def test_a_sigtermed_worker_puts_its_trial_back_with_no_coordinator(tmp_path):
     resumed = assert_resumed(s["uri"], s["storage"], run.info.run_id)
     # preempted in epoch 7 of 10: at most one epoch trained twice (none: it saved at the stop)
     assert resumed.data.metrics["epochs_trained"] <= EPOCHS + 1
-    assert "resumed from its checkpoint" in out
+    assert "resumed from the checkpoint" in out
     study = optuna.load_study(study_name=f"ablation:{NAME}", storage=_storage(s["storage"]))
     assert len(study.trials) == CELLS  # the same trial came back, no copy was queued
     # and it ends as the same trial trained without a stop, in this process, would
