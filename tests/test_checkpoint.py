@@ -232,3 +232,54 @@ def test_a_preempted_pack_resumes_together_bit_for_bit(tmp_path, preemptible):
         assert b.data.tags["ablab.preemptions"] == "1"
         assert history(c1, a.info.run_id, "val_loss") == history(c2, b.info.run_id,
                                                                   "val_loss")
+
+
+def test_a_preempted_search_trial_resumes_its_run_and_reports_each_epoch_once(
+        tracking_uri, preemptible, monkeypatch):
+    """A search ticket preempted mid-epoch goes back to the queue with its sampled
+    parameters and checkpoint; the next claim continues the same run, and Optuna (its pruner)
+    hears each epoch's value exactly once."""
+    import optuna
+    from optuna.storages import InMemoryStorage
+
+    from core import tracking
+    from core.search.handler import SearchHandler
+    from core.search.spec import load_search
+    from core.search.strategy import SearchStudy
+    from core.study import RunOptions
+    from core.study.queue import Queue, StudyMeta
+
+    reported: list[int] = []
+    real_report = optuna.Trial.report
+    monkeypatch.setattr(optuna.Trial, "report", lambda self, value, step: (
+        reported.append(step), real_report(self, value, step))[1])
+    c = MlflowClient(tracking_uri)
+    storage = InMemoryStorage()
+    study = SearchStudy(load_search("lr_batch"), RunOptions(
+        tracking_uri=tracking_uri, smoke=True, sets=["train.epochs=4"]))
+    q = Queue(storage, study.queue_name, study.s.direction)
+    study.prepare(q, c, tracking.get_or_create_experiment(c, study.name))
+    meta = StudyMeta(kind="search", study=study.name, metric=study.s.metric,
+                     direction=study.s.direction, **study.meta())
+    q.enqueue({"key": "ticket-0"})
+    resumed_from: list[str | None] = []
+
+    def train(t, **kw):
+        resumed_from.append(t.resume_run_id)
+        stop = [sigterm_at(1, 2)] if len(resumed_from) == 1 else []
+        return run_trial(t, **{**kw, "callbacks": [*kw.get("callbacks", []), *stop]})
+
+    with pytest.raises(signals.Preempted):
+        SearchHandler(q, c, meta, train=train).run(q.claim("w1"))
+    job = q.claim("w2")
+    assert job is not None and job.attrs["preemptions"] == 1
+    params = dict(job.params)
+    assert SearchHandler(q, c, meta, train=train).run(job) == Outcome.OK
+    t = optuna.load_study(study_name=study.queue_name, storage=storage).trials[0]
+    assert t.state.name == "COMPLETE" and t.params == params  # the same sampled trial
+    assert sorted(reported) == [0, 1, 2, 3]  # each epoch once: none twice, none lost
+    assert sorted(t.intermediate_values) == [0, 1, 2, 3]
+    run_id = t.user_attrs["mlflow_run_id"]
+    assert resumed_from == [None, run_id]  # the second attempt continued the first's run
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["ablab.preemptions"] == "1"
