@@ -243,6 +243,25 @@ def check_fits(model, state: State) -> None:
         raise Unreadable(f"its model is not this one ({diff})")
 
 
+def weights_digest(model) -> str:
+    """sha256 over the model's weights, in order: equal digests, bit-identical models (what
+    shows a resumed trial ended as the uninterrupted one)."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:16]
+
+
+def spent(result) -> dict[str, float]:
+    """What stops cost a trial (a core.train.FitResult): epochs of training spent in all,
+    how many of them were trained twice (work after the last checkpoint, lost at a stop),
+    and the checkpoints written."""
+    return {"epochs_trained": float(result.epochs_trained),
+            "epochs_trained_twice": max(0.0, result.epochs_trained - result.epochs_run),
+            "checkpoints": float(result.checkpoints),
+            "checkpoint_s": float(result.checkpoint_s)}
+
+
 # ------------------------------------------------------------------------ while training
 
 

@@ -162,7 +162,7 @@ def _tower_callback(towers: list, fits: list[TowerFit], sinks: Sequence, patienc
             stopping, divergence and history."""
             return ({"done": list(self.done), "best": list(self.best), "wait": list(self.wait),
                      "fits": [{"history": f.history, "epoch_times": f.epoch_times,
-                               "stopped_epoch": f.stopped_epoch, "diverged": f.diverged}
+                               "stopped_epoch": f.stopped_epoch, "nan_loss": f.diverged}
                               for f in fits]},
                     {str(k): w for k, w in enumerate(self.best_weights) if w is not None})
 
@@ -173,7 +173,7 @@ def _tower_callback(towers: list, fits: list[TowerFit], sinks: Sequence, patienc
             for f, held in zip(fits, own["fits"], strict=True):
                 f.history = {k: list(v) for k, v in held["history"].items()}
                 f.epoch_times = list(held["epoch_times"])
-                f.stopped_epoch, f.diverged = held["stopped_epoch"], held["diverged"]
+                f.stopped_epoch, f.diverged = held["stopped_epoch"], held["nan_loss"]
 
     return Towers()
 

@@ -217,8 +217,9 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
             kind = Outcome.DIVERGED
         if stopped is not None and kind != Outcome.DIVERGED:
             kind = stopped
-        final.update(_resume_metrics(result))
-        tracking.set_tags(c, run_id, {lifecycle.WEIGHTS_DIGEST: weights_digest(result.model)})
+        final.update(checkpoint.spent(result))
+        tracking.set_tags(c, run_id, {
+            lifecycle.WEIGHTS_DIGEST: checkpoint.weights_digest(result.model)})
         sample = data.x_test[np.arange(min(len(y_true), cost.THROUGHPUT_BATCH))]
         final.update(cost.measure(result.model, np.asarray(sample, "float32"),
                                   len(data.y_train), result.epochs_run, result.train_time_s))
@@ -231,26 +232,6 @@ def record(trial: Trial, c: MlflowClient, run_id: str, result, data, keep_backbo
     if keep_backbone and kind != Outcome.DIVERGED:
         model_store.log_backbone(c, run_id, result.model.get_layer("backbone"))
     return TrialResult(run_id, kind, final, history=result.history)
-
-
-def weights_digest(model) -> str:
-    """sha256 over the model's weights, in order: equal digests, bit-identical models."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _resume_metrics(result) -> dict[str, float]:
-    """What preemption cost the trial: epochs of training spent in all, and how many of
-    them were trained twice (work after the last checkpoint, lost at a stop)."""
-    spent = float(getattr(result, "epochs_trained", result.epochs_run))
-    return {"epochs_trained": spent,
-            "epochs_trained_twice": max(0.0, spent - result.epochs_run),
-            "checkpoints": float(getattr(result, "checkpoints", 0)),
-            "checkpoint_s": float(getattr(result, "checkpoint_s", 0.0))}
 
 
 def execute_pack(trials: list[Trial], c: MlflowClient, run_ids: list[str], cache: DataCache | None,
