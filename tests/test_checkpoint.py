@@ -283,3 +283,12 @@ def test_a_preempted_search_trial_resumes_its_run_and_reports_each_epoch_once(
     assert resumed_from == [None, run_id]  # the second attempt continued the first's run
     run = c.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["ablab.preemptions"] == "1"
+
+
+def test_keep_checkpoints_keeps_the_last_one_of_a_finished_trial(tmp_path, preemptible,
+                                                                  monkeypatch):
+    monkeypatch.setenv("ABLAB_KEEP_CHECKPOINTS", "1")  # what --keep-checkpoints sets
+    c, run = preempted_then_resumed(tmp_path, trial_of(), [(0, 2)])
+    assert run.info.status == "FINISHED"
+    kept = [a.path for a in c.list_artifacts(run.info.run_id, checkpoint.ARTIFACT_PATH)]
+    assert sorted(kept) == ["checkpoint/arrays.npz", "checkpoint/state.json"]
