@@ -270,7 +270,8 @@ class Tracker:
     checkpoint is made of, what is restored, and when one is written."""
 
     def __init__(self, key: str, steps_per_epoch: int, resume: State | None = None,
-                 save: Callable[[State], None] | None = None, every: float | None = None):
+                 save: Callable[[State], None] | None = None, every: float | None = None,
+                 total: int = 0):
         self.key, self.steps = key, steps_per_epoch
         self.resume, self.save = resume, save
         self.every_s = every_s() if every is None else every
@@ -284,13 +285,23 @@ class Tracker:
         self.carry: tuple[dict, dict] | None = (
             (resume.callbacks, resume.arrays) if resume else None)
         self.restore_metrics: list[np.ndarray] | None = None
-        self.total = 0  # epochs the trial trains at most (no checkpoint after the last)
+        self.total = total  # epochs the trial trains at most (no checkpoint after the last)
         self.offset = 0  # batches of the first epoch of this fit call left out
         self.first = 0
         self.t0 = time.perf_counter()
         self.last_save = time.monotonic()
         self.saves, self.save_s = 0, 0.0
         self.sample: tuple | None = None  # one batch (x, y): builds what Keras builds lazily
+
+    def sample_from(self, data, batch_size: int, copies: int = 0) -> None:
+        """For a resumed trial: one batch of its training data (`copies`: one per packed
+        tower), which `restore` builds the compiled metrics with."""
+        if self.resume is None:
+            return
+        few = np.arange(min(batch_size, len(data.y_train)))
+        x = np.asarray(data.x_train[few], "float32")
+        y = np.eye(data.n_classes, dtype="float32")[data.y_train[few]]
+        self.sample = (tuple([x] * copies), tuple([y] * copies)) if copies else (x, y)
 
     @property
     def train_time_s(self) -> float:
@@ -371,11 +382,15 @@ def callback(tracker: Tracker, peers: list):
             if not signals.preempting():  # Ctrl-C now; a preemption at the epoch's end
                 signals.check()
 
+        def on_train_end(self, logs=None):
+            # before the next fit call's callbacks reset themselves (once per call, not a
+            # copy of the best weights every epoch)
+            tracker.carry = callback_state(peers)
+
         def on_epoch_end(self, epoch, logs=None):
             for k, v in (logs or {}).items():
                 tracker.history.setdefault(k, []).append(float(v))
             tracker.epoch, tracker.step = epoch + 1, 0
-            tracker.carry = callback_state(peers)
             if signals.preempting() or (
                     time.monotonic() - tracker.last_save >= tracker.every_s
                     and epoch + 1 < tracker.total):

@@ -187,7 +187,6 @@ def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | No
     """Train one tower per seed in one model; returns each tower's fit. `resume`, `save`:
     the pack's checkpoint (core.checkpoint), as for one model."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from core import checkpoint
@@ -231,13 +230,8 @@ def fit_packed(exp: Experiment, data, seeds: Sequence[int], sinks: Sequence | No
     cbs = [_tower_callback(towers, fits, list(sinks or [None] * len(seeds)),
                            exp.train.early_stopping_patience),
            *SCHEDULES[exp.train.lr_schedule].callbacks(exp.train), *(extra or [])]
-    track = checkpoint.Tracker(key, steps, resume, save)
-    track.total = exp.train.epochs
-    if resume is not None:
-        few = np.arange(min(bs, len(data.y_train)))
-        x = np.asarray(data.x_train[few], "float32")
-        y = np.eye(data.n_classes, dtype="float32")[data.y_train[few]]
-        track.sample = (tuple([x] * len(seeds)), tuple([y] * len(seeds)))
+    track = checkpoint.Tracker(key, steps, resume, save, total=exp.train.epochs)
+    track.sample_from(data, bs, copies=len(seeds))
     fit_calls(packed, track, cbs, train_for, val, 0, exp.train.epochs)
     for f in fits:
         f.train_time_s = track.train_time_s / len(seeds)

@@ -157,12 +157,8 @@ def fit(exp: Experiment, data: Dataset, seed: int, sink: EpochSink | None = None
         model = build_model(exp, data.input_shape, data.n_classes, backbone=backbone,
                             finetune="head_only" if e1 else None)
     steps = -(-len(data.y_train) // bs)
-    track = checkpoint.Tracker(key, steps, resume, save)
-    track.total = exp.train.epochs
-    if resume is not None:
-        few = np.arange(min(bs, len(data.y_train)))
-        track.sample = (np.asarray(data.x_train[few], "float32"),
-                        np.eye(data.n_classes, dtype="float32")[data.y_train[few]])
+    track = checkpoint.Tracker(key, steps, resume, save, total=exp.train.epochs)
+    track.sample_from(data, bs)
     weights = class_weights(data.y_train, data.n_classes) \
         if exp.train.class_weight == "balanced" else None
 
